@@ -87,5 +87,5 @@ bench-predict: $(STAMP) ## predict clips/s end to end from 4 s audio files, agai
 	$(PY) benchmarks/predict_throughput.py
 
 clean: ## remove generated data, images and runs (keeps .venv)
-	rm -rf $(DEMO_DATA) $(IMAGES)/* $(RUNS) benchmarks/out .pytest_cache
-	@touch $(IMAGES)/.keep 2>/dev/null || true
+	rm -rf $(DEMO_DATA) $(RUNS) benchmarks/out .pytest_cache
+	find $(IMAGES) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

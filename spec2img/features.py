@@ -56,7 +56,13 @@ def clip_to_image(wave: np.ndarray, cfg: SpecConfig) -> np.ndarray:
     return np.ascontiguousarray(np.clip(pixels, 0, 255).astype(np.uint8)[::-1])
 
 
+def load_clip(path: Path, cfg: SpecConfig) -> tuple[np.ndarray, AudioInfo]:
+    """Return (float32 mono wave at cfg.sample_rate, file info), decoding only the first cfg.duration
+    seconds: the audio that `audio_file_to_image` renders (conversion reads levels from it too)."""
+    return load_audio(path, cfg.sample_rate, max_seconds=cfg.duration)
+
+
 def audio_file_to_image(path: Path, cfg: SpecConfig) -> tuple[np.ndarray, AudioInfo]:
     """Return (image, file info) for one audio file, decoding only the first cfg.duration seconds."""
-    wave, info = load_audio(path, cfg.sample_rate, max_seconds=cfg.duration)
+    wave, info = load_clip(path, cfg)
     return clip_to_image(wave, cfg), info

@@ -1,0 +1,193 @@
+"""The evaluation's pictures (matplotlib, Agg backend); each function saves one PNG and returns its path.
+
+Scores follow the ASVspoof convention (higher = more bona fide); labels are 0 bonafide, 1 spoof.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from spec2img.rows import LABELS  # noqa: E402
+
+from .metrics import BONAFIDE, SPOOF, compute_det_curve  # noqa: E402
+
+DET_TICKS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)   # as in ASVspoof papers' DET plots
+DPI = 110
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+class _DecodedPredictions:
+    """Learner stand-in for fastai's ClassificationInterpretation: get_preds returns the evaluation's own
+    probabilities, targets and decisions (at the tuned threshold) instead of re-running a DataLoader."""
+
+    def __init__(self, probs, targs, decoded):
+        import torch
+        self.preds = (torch.as_tensor(probs, dtype=torch.float32), torch.as_tensor(targs, dtype=torch.long),
+                      torch.as_tensor(decoded, dtype=torch.long))
+
+    def get_preds(self, *args, **kwargs):
+        return self.preds
+
+
+def classification_interpretation(spoof_prob, labels, pred, losses):
+    """Return a fastai ClassificationInterpretation over the given decisions (vocab bonafide, spoof)."""
+    import torch
+    from types import SimpleNamespace
+    from fastai.data.transforms import CategoryMap
+    from fastai.interpret import ClassificationInterpretation
+    p = np.asarray(spoof_prob, dtype=np.float64)
+    learn = _DecodedPredictions(np.stack([1 - p, p], axis=1), labels, pred)
+    dl = SimpleNamespace(vocab=CategoryMap(list(LABELS), sort=False))
+    return ClassificationInterpretation(learn, dl, torch.as_tensor(losses, dtype=torch.float32))
+
+
+def plot_confusion_matrix(spoof_prob, labels, pred, losses, path: Path, title: str) -> Path:
+    """Save fastai's confusion-matrix plot of `pred` (decided at the tuned threshold) against `labels`."""
+    interp = classification_interpretation(spoof_prob, labels, pred, losses)
+    interp.plot_confusion_matrix(title=title, figsize=(4.2, 4.2))
+    return _save(plt.gcf(), path)
+
+
+def plot_top_losses(images: list[np.ndarray], captions: list[str], path: Path, title: str) -> Path:
+    """Save a grid of spectrogram images (low frequencies at the bottom), each with its caption."""
+    n = max(len(images), 1)
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.2 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, cap in zip(axes.ravel(), images, captions):
+        ax.imshow(img, cmap="magma", aspect="auto", vmin=0, vmax=255)
+        ax.set_title(cap, fontsize=7)
+    if not images:
+        axes[0, 0].text(0.5, 0.5, "no clips", ha="center", va="center")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_roc(labels, spoof_scores, auc: float | None, path: Path, title: str) -> Path:
+    """Save the ROC curve (spoof positive: true positive rate vs false positive rate) with its AUC."""
+    from sklearn.metrics import roc_curve
+    fpr, tpr, _ = roc_curve(np.asarray(labels) == SPOOF, spoof_scores)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(fpr, tpr, lw=1.5, label=f"AUC = {auc:.4f}" if auc is not None else "ROC")
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=0.8, label="chance")
+    ax.set(xlabel="false positive rate (bona fide called spoof)", ylabel="true positive rate (spoof detected)",
+           title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_det(bonafide_scores, spoof_scores, eer: float | None, path: Path, title: str) -> Path:
+    """Save the DET curve on normal-deviate axes (x: spoof false acceptance, y: bona fide miss), EER marked."""
+    from scipy.stats import norm
+    frr, far, _ = compute_det_curve(bonafide_scores, spoof_scores)
+    worst = max(0.4, float(eer or 0))
+    ticks = list(DET_TICKS) + [t for t in (0.6, 0.8, 0.9, 0.95) if worst > 0.4 and t <= min(0.95, worst + 0.2)]
+    lo, hi = 0.0005, max(ticks) + 0.05
+    x, y = norm.ppf(np.clip(far, lo, hi)), norm.ppf(np.clip(frr, lo, hi))
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    ax.plot(x, y, lw=1.5, label="DET")
+    ax.plot(norm.ppf([lo, hi]), norm.ppf([lo, hi]), ":", color="grey", lw=0.8)
+    if eer is not None:
+        e = norm.ppf(np.clip(eer, lo, hi))
+        ax.plot([e], [e], "o", mfc="none", mec="red", ms=8, mew=1.5, label=f"EER = {100 * eer:.2f} %")
+    pos = norm.ppf(ticks)
+    labels = [f"{100 * t:g}" for t in ticks]
+    ax.set_xticks(pos, labels)
+    ax.set_yticks(pos, labels)
+    ax.set(xlim=norm.ppf([lo, hi]), ylim=norm.ppf([lo, hi]), title=title,
+           xlabel="false acceptance rate of spoofs (%)", ylabel="miss rate of bona fide (%)")
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_precision_recall(labels, spoof_scores, path: Path, title: str) -> Path:
+    """Save the precision-recall curve (spoof positive) with the average precision."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+    y = np.asarray(labels) == SPOOF
+    prec, rec, _ = precision_recall_curve(y, spoof_scores)
+    ap = average_precision_score(y, spoof_scores)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(rec, prec, lw=1.5, label=f"average precision = {ap:.4f}")
+    ax.axhline(y.mean(), ls="--", color="grey", lw=0.8, label=f"share of spoof = {y.mean():.3f}")
+    ax.set(xlabel="recall (spoof detected)", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_score_histograms(scores, labels, score_threshold: float, path: Path, title: str,
+                          threshold_label: str = "tuned threshold") -> Path:
+    """Save histograms of the score per class, with the decision threshold drawn as a vertical line."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
+    finite = scores[np.isfinite(scores)]
+    bins = np.histogram_bin_edges(finite if finite.size else [0.0, 1.0], bins=40)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for cls, color in ((BONAFIDE, "tab:blue"), (SPOOF, "tab:red")):
+        s = scores[labels == cls]
+        if s.size:
+            ax.hist(s, bins=bins, alpha=0.55, color=color, label=f"{LABELS[cls]} (n={s.size})")
+    ax.axvline(score_threshold, color="black", ls="--", lw=1.2, label=f"{threshold_label} = {score_threshold:.3f}")
+    ax.set(xlabel="score = log-odds of bona fide (higher = more bona fide)", ylabel="clips", title=title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_training_curves(run_dir: Path, path: Path) -> Path | None:
+    """Return the run's curves.png copied to `path`, or a redraw from history.csv; None when it has neither."""
+    run_dir = Path(run_dir)
+    if (run_dir / "curves.png").is_file():
+        if Path(path).resolve() != (run_dir / "curves.png").resolve():
+            shutil.copyfile(run_dir / "curves.png", path)
+        return Path(path)
+    if not (run_dir / "history.csv").is_file():
+        return None
+    import pandas as pd
+    h = pd.read_csv(run_dir / "history.csv")
+    h = h.apply(pd.to_numeric, errors="coerce")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for col in ("train_loss", "valid_loss"):
+        if col in h:
+            ax1.plot(h["epoch"], h[col], marker="o", label=col)
+    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax1.legend()
+    for col in ("accuracy", "roc_auc", "eer"):
+        if col in h:
+            ax2.plot(h["epoch"], h[col], marker="o", label=col)
+    ax2.set(xlabel="epoch", title="validation metrics")
+    ax2.legend()
+    return _save(fig, path)
+
+
+def plot_group_eer(groups: dict, path: Path, title: str, xlabel: str) -> Path:
+    """Save a bar chart of the EER (%) of each group (attack system or condition); groups without one marked n/a."""
+    names = list(groups)
+    values = [groups[n].get("eer") for n in names]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(names) + 1.5), 3.6))
+    heights = [100 * v if v is not None else 0 for v in values]
+    bars = ax.bar(range(len(names)), heights, color="tab:purple")
+    for b, v in zip(bars, values):
+        ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{100 * v:.1f}" if v is not None else "n/a",
+                ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(names)), names, rotation=60 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
+    ax.set(xlabel=xlabel, ylabel="EER (%)", title=title)
+    ax.set_ylim(0, max(heights + [1.0]) * 1.15)
+    return _save(fig, path)

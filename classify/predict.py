@@ -1,0 +1,490 @@
+"""Score new audio files with a trained run: spoof probability, ASVspoof score and label per file.
+
+    python -m classify.predict --run runs/latest AUDIO_OR_FOLDER... [--out scores.csv] [--format csv|json]
+
+Every file goes through the run's own front end: the spectrogram settings saved in the run's
+`model.json` ("spec") and `spec2img.features.clip_to_image`, the function that made the training
+images. A clip no longer than the training duration is one window (shorter ones are repeat-padded
+exactly as in training); a longer clip is cut into overlapping windows of that duration (default hop:
+half a window; the last window is aligned to the end of the file so the tail is scored) and the
+windows' logits are averaged. The most-spoof window's probability and start time are reported too.
+Files up to 10 minutes are decoded whole; longer ones are decoded 5 minutes at a time, so memory
+stays bounded whatever the file's length. Window images from all files are batched together and
+scored on the GPU when there is one.
+
+Output columns (one row per file, in input order; folders are walked recursively and sorted):
+  path              the audio file
+  spoof_prob        P(spoof) from the mean of the windows' logits
+  score             ASVspoof-convention score, higher = more bonafide: logit_bonafide - logit_spoof
+  label             "spoof" when spoof_prob >= the run's tuned threshold (thresholds.json
+                    "spoof_prob_threshold", written by classify.evaluate; 0.5 with a notice without it)
+  duration          seconds of the whole file
+  windows           windows scored (silent windows of a long file are skipped)
+  max_spoof_prob    spoof probability of the most-spoof window
+  max_spoof_start   start of that window, seconds into the file
+  status            "ok" or "error: <reason>" (the numbers are then empty)
+
+Exit status:
+  0  every file was scored
+  1  some files failed (their rows say why); the others were scored
+  2  usage error, unusable run folder (missing model.json / model.safetensors, pickle-only run
+     without --trust-pickle), or no audio file found
+  3  every file failed
+
+Security: the model is rebuilt from `model.safetensors` + `model.json` (plain tensors and JSON: loading
+runs no code from the run folder). A run that only has fastai's `export.pkl` is refused, because
+unpickling executes whatever code the file contains; `--trust-pickle` loads it anyway, for files
+you made yourself or got from someone you trust.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from spec2img.audio import AUDIO_EXTENSIONS, AudioError, load_audio, probe_audio
+from spec2img.config import SpecConfig
+from spec2img.features import SilentClipError, clip_to_image
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ALL_FAILED = 0, 1, 2, 3
+WHOLE_FILE_SECONDS = 600.0   # files up to this long are decoded in one piece
+CHUNK_SECONDS = 300.0        # longer files are decoded this many seconds (plus one window) at a time
+DEFAULT_THRESHOLD = 0.5      # spoof_prob threshold when the run has no thresholds.json
+PICKLE_WARNING = (
+    "export.pkl is a Python pickle: loading it executes whatever code the file contains, so a tampered "
+    "or downloaded run can run any command as you. Only use --trust-pickle for runs you made yourself "
+    "or got from someone you trust.")
+
+
+class RunFolderError(Exception):
+    """The run folder cannot be used for prediction; str() says which file is missing and what to do."""
+
+
+@dataclass
+class PredictionRow:
+    path: str                              # the audio file, as given or found
+    spoof_prob: float | None = None        # P(spoof) of the mean of the window logits
+    score: float | None = None             # logit_bonafide - logit_spoof (higher = more bonafide)
+    label: str = ""                        # "bonafide" | "spoof" at the run's threshold
+    duration: float | None = None          # seconds of the whole file
+    windows: int = 0                       # windows scored
+    max_spoof_prob: float | None = None    # spoof probability of the most-spoof window
+    max_spoof_start: float | None = None   # seconds: start of the most-spoof window
+    status: str = "ok"                     # "ok" or "error: <reason>"
+
+
+COLUMNS = [f.name for f in fields(PredictionRow)]
+
+
+@dataclass
+class Predictor:
+    spec: SpecConfig                                 # the run's spectrogram settings
+    logits: Callable[[np.ndarray], np.ndarray]       # uint8 (N, H, W) images -> float32 (N, 2) logits
+    threshold: float                                 # label spoof when spoof_prob >= threshold
+    threshold_source: str                            # where the threshold came from, for the notice
+    arch: str = ""                                   # model architecture, for the report header
+
+
+# ---------------------------------------------------------------- windows and scores (pure numpy)
+
+def window_starts(total: int, window: int, hop: int, min_step: int = 1) -> list[int]:
+    """Return the start samples of windows covering `total` samples: every `hop` from 0, plus one
+    aligned to the end, unless it would start less than `min_step` samples after the previous one."""
+    if total <= window:
+        return [0]
+    starts = list(range(0, total - window + 1, hop))
+    if total - window - starts[-1] >= min_step:
+        starts.append(total - window)
+    return starts
+
+
+def softmax_spoof(logits: np.ndarray) -> np.ndarray:
+    """Return P(spoof) = softmax(logits)[:, 1] of float (N, 2) logits, computed stably."""
+    logits = np.asarray(logits, dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))
+
+
+def combine_windows(logits: np.ndarray, starts_s: Iterable[float]) -> dict:
+    """Return spoof_prob and score of the mean of (W, 2) window logits, and the most-spoof window's
+    probability and start (seconds)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    mean = logits.mean(axis=0, keepdims=True)
+    per_window = softmax_spoof(logits)
+    worst = int(np.argmax(per_window))
+    return {"spoof_prob": float(softmax_spoof(mean)[0]), "score": float(mean[0, 0] - mean[0, 1]),
+            "windows": int(len(logits)), "max_spoof_prob": float(per_window[worst]),
+            "max_spoof_start": float(list(starts_s)[worst])}
+
+
+def label_for(spoof_prob: float, threshold: float) -> str:
+    """Return "spoof" when spoof_prob >= threshold, else "bonafide" (the evaluation's convention)."""
+    return "spoof" if spoof_prob >= threshold else "bonafide"
+
+
+# ---------------------------------------------------------------- audio -> window images
+
+def iter_file_windows(path: Path, spec: SpecConfig, hop_fraction: float = 0.5
+                      ) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (start seconds, float32 samples of one window) covering the file; raises AudioError.
+
+    Windows are spec.duration long, `hop_fraction` of a window apart, the last aligned to the end
+    (skipped when it would add less than one spectrogram column). Memory is bounded: files longer
+    than WHOLE_FILE_SECONDS are decoded CHUNK_SECONDS at a time."""
+    sr, win = spec.sample_rate, spec.n_samples
+    hop = max(1, int(round(hop_fraction * win)))
+    info = probe_audio(path)
+    if info.duration <= WHOLE_FILE_SECONDS:
+        wave, _ = load_audio(path, sr)
+        for s in window_starts(wave.size, win, hop, spec.hop_length):
+            yield s / sr, wave[s:s + win]
+        return
+    starts = window_starts(int(info.duration * sr), win, hop, spec.hop_length)
+    per_chunk = max(1, int(CHUNK_SECONDS * sr) // hop)
+    for i in range(0, len(starts), per_chunk):
+        group = starts[i:i + per_chunk]
+        base = group[0]
+        wave, _ = load_audio(path, sr, max_seconds=(group[-1] - base + win) / sr, offset=base / sr)
+        for s in group:
+            segment = wave[s - base:s - base + win]
+            if segment.size < win and wave.size >= win:   # the header promised more samples than decoded
+                segment = wave[-win:]
+            yield s / sr, segment
+
+
+def find_audio(inputs: Iterable[Path]) -> list[Path]:
+    """Return the files to score: each named file as given, and every AUDIO_EXTENSIONS file under
+    each folder (recursive, sorted); a path that does not exist is kept so its row says so."""
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+        else:
+            found.append(item)
+    return found
+
+
+# ---------------------------------------------------------------- scoring many files in batches
+
+class _Batcher:
+    """Collects window images from many files and scores them `bs` at a time."""
+
+    def __init__(self, logits_fn: Callable[[np.ndarray], np.ndarray], bs: int):
+        self.logits_fn, self.bs = logits_fn, bs
+        self.images: list[np.ndarray] = []
+        self.keys: list[tuple[int, float]] = []                  # (file index, window start seconds)
+        self.results: dict[int, list[tuple[float, np.ndarray]]] = {}
+
+    def add(self, key: tuple[int, float], image: np.ndarray) -> None:
+        self.images.append(image)
+        self.keys.append(key)
+        if len(self.images) >= self.bs:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.images:
+            return
+        logits = np.asarray(self.logits_fn(np.stack(self.images)), dtype=np.float32)   # (B, 2)
+        for (index, start), row in zip(self.keys, logits):
+            self.results.setdefault(index, []).append((start, row))
+        self.images, self.keys = [], []
+
+
+def score_files(files: list[Path], predictor: Predictor, bs: int = 64, hop_fraction: float = 0.5,
+                progress: bool = True) -> list[PredictionRow]:
+    """Return one PredictionRow per file, in order; a file that cannot be scored gets an error row."""
+    rows = [PredictionRow(path=str(p)) for p in files]
+    batcher = _Batcher(predictor.logits, bs)
+    bar = _ProgressBar(len(files), enabled=progress and len(files) > 1)
+    for index, (path, row) in enumerate(zip(files, rows)):
+        try:
+            row.duration = probe_audio(path).duration
+            silent = None
+            for start, segment in iter_file_windows(path, predictor.spec, hop_fraction):
+                try:
+                    batcher.add((index, start), clip_to_image(segment, predictor.spec))
+                except SilentClipError as error:       # a silent stretch of a longer file: skip that window
+                    silent = silent or error
+            if silent is not None and not _queued(batcher, index):
+                raise silent
+        except AudioError as error:
+            row.status = f"error: {error}"
+        except Exception as error:   # keep scoring the other files; the row names what went wrong
+            row.status = f"error: {type(error).__name__}: {str(error).strip()[:200]}"
+        bar.update(index + 1)
+    batcher.flush()
+    bar.close()
+    for index, row in enumerate(rows):
+        if row.status != "ok":
+            continue
+        windows = batcher.results.get(index, [])
+        if not windows:
+            row.status = "error: no window could be scored"
+            continue
+        combined = combine_windows(np.stack([w for _, w in windows]), [s for s, _ in windows])
+        for key, value in combined.items():
+            setattr(row, key, value)
+        row.label = label_for(row.spoof_prob, predictor.threshold)
+    return rows
+
+
+def _queued(batcher: _Batcher, index: int) -> bool:
+    """Return whether any window of file `index` is waiting or already scored."""
+    return index in batcher.results or any(k[0] == index for k in batcher.keys)
+
+
+class _ProgressBar:
+    """A one-line stderr progress bar with files/s (stdout stays clean for CSV/JSON)."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total, self.enabled = total, enabled
+        self.t0 = self.last = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 0.2 and done < self.total):
+            return
+        self.last = now
+        rate = done / max(now - self.t0, 1e-9)
+        filled = int(30 * done / max(self.total, 1))
+        print(f"\rscoring |{'█' * filled}{' ' * (30 - filled)}| {done}/{self.total} files "
+              f"{rate:.1f} files/s", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- loading the run
+
+def read_threshold(run_dir: Path) -> tuple[float | None, str]:
+    """Return (spoof_prob threshold, where it came from) from run_dir/thresholds.json, or (None, why not)."""
+    path = Path(run_dir) / "thresholds.json"
+    if not path.is_file():
+        return None, f"{path} not found"
+    try:
+        data = json.loads(path.read_text())
+        value = float(data["spoof_prob_threshold"])
+    except (ValueError, KeyError, TypeError) as error:
+        return None, f"{path} has no usable spoof_prob_threshold ({error})"
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        return None, f"{path}: spoof_prob_threshold={value} is not a probability"
+    rule = data.get("rule", "?") if isinstance(data, dict) else "?"
+    return value, f"{path} (rule {rule}, tuned on {data.get('split', '?')})"
+
+
+def load_predictor(run_dir: Path, device: str | None = None, bs: int = 64, trust_pickle: bool = False,
+                   log: Callable[[str], None] = print) -> Predictor:
+    """Return a Predictor for the run: safetensors + model.json, or export.pkl only with trust_pickle.
+
+    Raises RunFolderError naming the missing file and what to do."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"run folder {run_dir} not found (train one with `make train`, or pass "
+                             f"--run runs/<arch>-<time>)")
+    device = device or _default_device()
+    weights, description_file, pickle_file = (run_dir / n for n in ("model.safetensors", "model.json", "export.pkl"))
+    if weights.is_file() and description_file.is_file():
+        predictor = _safetensors_predictor(run_dir, device, bs)
+    elif not weights.is_file() and pickle_file.is_file():
+        if not trust_pickle:
+            raise RunFolderError(
+                f"{weights} not found: this run only has {pickle_file.name}, which is refused. {PICKLE_WARNING} "
+                f"Rerun with --trust-pickle to load it anyway, or retrain to get model.safetensors + model.json.")
+        log(f"WARNING (--trust-pickle): {PICKLE_WARNING}")
+        predictor = _pickle_predictor(run_dir, device)
+    else:
+        missing = [p.name for p in (description_file, weights) if not p.is_file()]
+        raise RunFolderError(f"{run_dir} is missing {' and '.join(missing)}: it is not a complete training run "
+                             f"(classify.train writes model.safetensors and model.json; was training interrupted?)")
+    threshold, source = read_threshold(run_dir)
+    if threshold is None:
+        log(f"notice: no tuned threshold ({source}); labelling spoof when spoof_prob >= {DEFAULT_THRESHOLD}. "
+            f"Run `python -m classify.evaluate {run_dir}` to tune one on the validation split.")
+        threshold, source = DEFAULT_THRESHOLD, "default 0.5"
+    predictor.threshold, predictor.threshold_source = threshold, source
+    return predictor
+
+
+def _default_device() -> str:
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _safetensors_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
+    from classify import model_io
+    try:
+        model, description = model_io.load_model(run_dir, device=device)
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        raise RunFolderError(f"cannot load the model in {run_dir}: {error}") from None
+    spec = _spec_from(description.get("spec"), run_dir / "model.json")
+
+    def logits(images: np.ndarray) -> np.ndarray:
+        return model_io.predict_logits(model, images, description, device=device, bs=bs)
+    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", str(description.get("arch", "")))
+
+
+def _pickle_predictor(run_dir: Path, device: str) -> Predictor:
+    """Load export.pkl with fastai (executes pickled code) and score images through its own test_dl."""
+    from fastai.learner import load_learner
+    from fastcore.basics import noop
+    spec_dict = None
+    for name in ("model.json", "config.json"):
+        if (run_dir / name).is_file():
+            spec_dict = json.loads((run_dir / name).read_text()).get("spec")
+            if spec_dict:
+                break
+    spec = _spec_from(spec_dict, run_dir / "config.json")
+    learn = load_learner(run_dir / "export.pkl", cpu=device == "cpu")
+
+    def logits(images: np.ndarray) -> np.ndarray:
+        dl = learn.dls.test_dl(list(images))      # the learner's own item/batch transforms, as in training
+        preds, _ = learn.get_preds(dl=dl, act=noop)
+        return preds.float().numpy()
+    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", "fastai export.pkl")
+
+
+def _spec_from(spec_dict: dict | None, source: Path) -> SpecConfig:
+    if not spec_dict:
+        raise RunFolderError(f"{source} has no \"spec\" entry: the run does not say which spectrogram "
+                             f"settings it was trained with")
+    try:
+        return SpecConfig.from_dict(spec_dict)
+    except (TypeError, ValueError) as error:
+        raise RunFolderError(f"{source}: unusable \"spec\": {error}") from None
+
+
+# ---------------------------------------------------------------- output
+
+def rows_to_csv(rows: list[PredictionRow]) -> str:
+    """Return the rows as CSV text with a header (empty cells for missing numbers)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else (f"{v:.6g}" if isinstance(v, float) else v))
+                         for k, v in asdict(row).items()})
+    return buffer.getvalue()
+
+
+def rows_to_json(rows: list[PredictionRow], predictor: Predictor, run_dir: Path) -> str:
+    """Return the rows and the run's name, threshold and its source as a JSON document."""
+    return json.dumps({"run": str(run_dir), "arch": predictor.arch, "threshold": predictor.threshold,
+                       "threshold_source": predictor.threshold_source,
+                       "spec": predictor.spec.to_dict(), "files": [asdict(r) for r in rows]}, indent=2) + "\n"
+
+
+def rows_to_table(rows: list[PredictionRow]) -> str:
+    """Return a fixed-width table of the rows for the terminal."""
+    def num(v, fmt):
+        return "-" if v is None else format(v, fmt)
+    lines = [f"{'label':<9} {'spoof_prob':>10} {'score':>8} {'duration':>8} {'windows':>7} "
+             f"{'max_spoof':>9} {'at_s':>6}  path / status"]
+    for r in rows:
+        tail = r.path if r.status == "ok" else f"{r.path}  [{r.status}]"
+        lines.append(f"{r.label or '-':<9} {num(r.spoof_prob, '.4f'):>10} {num(r.score, '.3f'):>8} "
+                     f"{num(r.duration, '.2f'):>8} {r.windows:>7} {num(r.max_spoof_prob, '.4f'):>9} "
+                     f"{num(r.max_spoof_start, '.1f'):>6}  {tail}")
+    return "\n".join(lines) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write text to `path` via a temporary file and rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def exit_code(rows: list[PredictionRow]) -> int:
+    """Return 0 when every row is ok, 3 when none is, 1 otherwise."""
+    failed = sum(r.status != "ok" for r in rows)
+    return EXIT_OK if failed == 0 else EXIT_ALL_FAILED if failed == len(rows) else EXIT_SOME_FAILED
+
+
+# ---------------------------------------------------------------- command line
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    doc = __doc__ or ""
+    parser = argparse.ArgumentParser(
+        prog="python -m classify.predict", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=doc.split("\n\n")[0],
+        epilog="Output columns:" + doc.split("Output columns")[1].split("Security:")[0]
+        + "Security:" + doc.split("Security:")[1])
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="AUDIO_OR_FOLDER",
+                        help="audio files and/or folders (walked recursively for " + " ".join(AUDIO_EXTENSIONS) + ")")
+    parser.add_argument("--run", type=Path, default=Path("runs/latest"),
+                        help="training run folder with model.safetensors + model.json (default: runs/latest)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the results here (atomically) and print a table; without it the "
+                             "results go to stdout")
+    parser.add_argument("--format", choices=("csv", "json"), default=None,
+                        help="format of --out (default: from its extension, else csv); without --out, "
+                             "print this format to stdout instead of the table")
+    parser.add_argument("--bs", type=int, default=64, help="window images per model batch (default 64)")
+    parser.add_argument("--hop", type=float, default=0.5,
+                        help="hop between windows of a long clip, as a fraction of the window (0 < hop <= 1; "
+                             "default 0.5)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="allow loading a run that only has fastai's export.pkl (pickle runs code: "
+                             "only for runs you trust)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    args = parser.parse_args(argv)
+    if not 0 < args.hop <= 1:
+        parser.error(f"--hop {args.hop}: must be in (0, 1], a fraction of the window")
+    if args.bs < 1:
+        parser.error(f"--bs {args.bs}: must be at least 1")
+    return args
+
+
+def _emit(rows: list[PredictionRow], predictor: Predictor, args: argparse.Namespace) -> None:
+    fmt = args.format or ("json" if args.out is not None and args.out.suffix.lower() == ".json" else "csv")
+    text = rows_to_json(rows, predictor, args.run) if fmt == "json" else rows_to_csv(rows)
+    if args.out is not None:
+        write_atomic(args.out, text)
+        sys.stdout.write(rows_to_table(rows))
+        print(f"wrote {args.out} ({len(rows)} rows, {fmt})", file=sys.stderr)
+    else:
+        sys.stdout.write(text if args.format else rows_to_table(rows))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status documented in the module docstring."""
+    args = parse_args(argv)
+    files = find_audio(args.inputs)
+    if not files:
+        print(f"error: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in "
+              f"{' '.join(map(str, args.inputs))}", file=sys.stderr)
+        return EXIT_USAGE
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+    try:
+        predictor = load_predictor(args.run, args.device, args.bs, args.trust_pickle, log=log)
+    except RunFolderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    log(f"run {args.run} ({predictor.arch}); threshold spoof_prob >= {predictor.threshold:.4g} from "
+        f"{predictor.threshold_source}; {len(files)} file(s)")
+    rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=not args.no_progress)
+    _emit(rows, predictor, args)
+    code = exit_code(rows)
+    if code != EXIT_OK:
+        failed = sum(r.status != "ok" for r in rows)
+        log(f"{failed} of {len(rows)} file(s) could not be scored (see their status)")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,481 @@
+"""Convert dataset rows into images/<split>/<label>/<clip_id>.png in parallel, resumably and atomically.
+
+- The image of a clip is `features.clip_to_image(features.load_clip(path))`, the same function
+  prediction uses; augmented train variants go through `clip_to_image` too.
+- Each PNG is encoded in memory, written to `<name>.png.part` in its folder and renamed, so a
+  killed run never leaves a half-written image under a `.png` name; a re-run removes stale
+  `.png.part` files, keeps every PNG that decodes with the spec's shape and redoes the rest.
+- `spec.json` is written before any image; a folder made with other settings, another source or
+  another split assignment is refused (OutputFolderError) unless `overwrite` is set.
+- `--shard K/N`: clips sorted by id, clip i belongs to shard i mod N + 1 (balanced, deterministic);
+  manifest rows go to a per-shard part and are merged (see spec2img.manifest).
+- Workers: one process per core, each limited to one BLAS/OpenMP thread.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .audio import AudioError, probe_audio
+from .augment import augment_wave, variant_params
+from .config import SPEC_FILE, SpecConfig
+from .features import SilentClipError, clip_to_image, load_clip
+from .manifest import (AUG_MARK, MANIFEST_FILE, PARTS_DIR, STATUS_OK, PartWriter, merge_parts,
+                       previous_rows, skipped_status)
+from .rows import SPLITS, ClipRow, LayoutError
+
+AUDIT_DIR = "audit"
+TEMP_SUFFIX = ".part"                 # <clip_id>.png.part: never matches *.png
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS")
+PNG_COMPRESSION = 3                   # zlib level; spectrograms barely compress beyond it (measured)
+
+
+class OutputFolderError(Exception):
+    """The output folder holds images made otherwise; str() lists the differences and the fix."""
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    layout: str = "auto"                       # dataset adapter, or "auto" to detect it
+    workers: int = 0                           # worker processes; 0 = all cores, 1 = in this process
+    shard: tuple[int, int] = (1, 1)            # (K, N): convert only the K-th of N shards (1-based)
+    seed: int = 0                              # split assignment and augmentation
+    split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train/val/test when the dataset has none
+    augment: int = 0                           # extra augmented variants per train clip
+    overwrite: bool = False                    # delete images made with other settings first
+    progress: bool = True                      # progress bar on stderr
+
+
+@dataclass
+class ConvertSummary:
+    total: int = 0                             # clips in this shard
+    converted: int = 0                         # clips with an image (new or already there)
+    written: int = 0                           # PNGs written by this run (variants included)
+    reused: int = 0                            # clips whose valid PNG already existed
+    augmented: int = 0                         # augmented variant images present
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (clip_id, path, reason)
+    manifest: Path | None = None
+    missing: int = 0                           # clips of other shards not yet in manifest.csv
+    seconds: float = 0.0
+
+
+# ----------------------------------------------------------------------------- output folder
+
+
+def spec_document(cfg: SpecConfig, source: Path, layout: str, rows: Sequence[ClipRow],
+                  opts: ConvertOptions) -> dict:
+    """Return the spec.json dict: the spectrogram settings, the source and what fixes the image set."""
+    digest = hashlib.sha1()
+    for row in sorted(rows, key=lambda r: r.clip_id):
+        digest.update(f"{row.clip_id}\t{row.label}\t{row.split}\n".encode("utf-8"))
+    doc = cfg.to_dict()
+    doc["source"] = {"root": str(Path(source).resolve()), "layout": layout}
+    doc["conversion"] = {
+        "clips": len(rows),                        # clips in the whole dataset (all shards)
+        "rows_sha1": digest.hexdigest(),           # of the sorted (clip_id, label, split) triples
+        "split_seed": opts.seed,
+        "split_ratios": list(opts.split_ratios),
+        "augment": opts.augment,                   # variants per train clip
+        "augment_seed": opts.seed if opts.augment else None,
+    }
+    return doc
+
+
+def spec_differences(old: dict, new: dict) -> list[str]:
+    """Return one line per setting in which two spec.json dicts differ (empty when compatible)."""
+    lines = []
+    for key in SpecConfig().to_dict():
+        if old.get(key) != new.get(key):
+            lines.append(f"{key}: {old.get(key)!r} in the folder, {new.get(key)!r} now")
+    for key in ("root", "layout"):
+        a, b = old.get("source", {}).get(key), new["source"][key]
+        if a != b:
+            lines.append(f"source {key}: {a!r} in the folder, {b!r} now")
+    oc, nc = old.get("conversion", {}), new["conversion"]
+    for key in ("augment", "augment_seed"):
+        if oc.get(key) != nc[key]:
+            lines.append(f"{key}: {oc.get(key)!r} in the folder, {nc[key]!r} now")
+    if oc.get("rows_sha1") != nc["rows_sha1"]:
+        lines.append(f"clips or their splits: {oc.get('clips')} clips in the folder, {nc['clips']} now, "
+                     f"or another split assignment (--seed {oc.get('split_seed')} / --split-ratios "
+                     f"{oc.get('split_ratios')} there; the dataset may have changed)")
+    return lines
+
+
+def remove_outputs(images: Path) -> None:
+    """Delete what spec2img wrote in `images` (split folders, manifest, parts, audit, spec.json)."""
+    for name in (*SPLITS, PARTS_DIR, AUDIT_DIR):
+        shutil.rmtree(images / name, ignore_errors=True)
+    for name in (MANIFEST_FILE, SPEC_FILE):
+        (images / name).unlink(missing_ok=True)
+
+
+def prepare_output(images: Path, doc: dict, overwrite: bool, log: Callable = print) -> None:
+    """Make `images` ready for `doc`'s settings: write spec.json when new, accept the same settings
+    (resume / another shard), else raise OutputFolderError, or with `overwrite` start afresh."""
+    images = Path(images)
+    spec_path = images / SPEC_FILE
+    made_before = [n for n in (*SPLITS, MANIFEST_FILE, PARTS_DIR) if (images / n).exists()]
+    if spec_path.is_file():
+        try:
+            old = json.loads(spec_path.read_text())
+            differences = spec_differences(old, doc)
+        except (ValueError, AttributeError) as error:
+            differences = [f"{spec_path} is unreadable ({error})"]
+        if not differences:
+            return
+        if not overwrite:
+            raise OutputFolderError(
+                f"{images} holds images made with other settings:\n  " + "\n  ".join(differences)
+                + f"\nOne folder never mixes settings: choose another --out, or add --overwrite to "
+                  f"delete the images, manifest and audit in {images} and convert afresh.")
+        log(f"--overwrite: removing the images made with other settings in {images}")
+        remove_outputs(images)
+    elif made_before:
+        if not overwrite:
+            raise OutputFolderError(
+                f"{images} holds {', '.join(made_before)} but no {SPEC_FILE}, so its settings are "
+                f"unknown: choose another --out, or add --overwrite to delete them.")
+        remove_outputs(images)
+    images.mkdir(parents=True, exist_ok=True)
+    tmp = spec_path.with_name(f".{SPEC_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, spec_path)
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def shard_of(rows: Sequence[ClipRow], shard: int, n_shards: int) -> list[ClipRow]:
+    """Return shard K of N (1-based): rows sorted by clip id, every N-th from the (K-1)-th."""
+    if not 1 <= shard <= n_shards:
+        raise ValueError(f"shard {shard}/{n_shards}: need 1 <= K <= N")
+    return sorted(rows, key=lambda r: r.clip_id)[shard - 1::n_shards]
+
+
+def image_name(clip_id: str, k: int = 0) -> str:
+    """Return the clip id of augmented variant k (k=0: the clip itself)."""
+    return clip_id if k == 0 else f"{clip_id}{AUG_MARK}{k}"
+
+
+def image_relpath(row: ClipRow, k: int = 0) -> str:
+    """Return the PNG path relative to the images folder, with '/' separators."""
+    return f"{row.split}/{row.label}/{image_name(row.clip_id, k)}.png"
+
+
+def variants_of(row: ClipRow, augment: int) -> int:
+    """Return how many augmented variants `row` gets (train clips only)."""
+    return augment if row.split == "train" else 0
+
+
+def check_rows(rows: Sequence[ClipRow]) -> None:
+    """Raise LayoutError when clip ids collide or cannot be file names, or a split/label is unknown."""
+    seen: dict[str, Path] = {}
+    for row in rows:
+        if not row.clip_id or "/" in row.clip_id or "\\" in row.clip_id or row.clip_id.startswith("."):
+            raise LayoutError(f"clip id {row.clip_id!r} (file {row.path}) cannot be a file name")
+        if row.clip_id in seen:
+            raise LayoutError(f"clip id {row.clip_id!r} is used by two files, {seen[row.clip_id]} and "
+                              f"{row.path}: clip ids must be unique")
+        if row.split not in SPLITS:
+            raise LayoutError(f"clip {row.clip_id!r} has split {row.split!r}, not one of {SPLITS}")
+        seen[row.clip_id] = row.path
+
+
+def remove_stale_temp_files(images: Path, clip_ids: set[str]) -> int:
+    """Delete `*.png.part` files of the given clips (variants included) left by a killed run; return
+    how many. Other shards' temporary files are left alone."""
+    removed = 0
+    for split in SPLITS:
+        split_dir = images / split
+        if not split_dir.is_dir():
+            continue
+        for label_dir in os.scandir(split_dir):
+            if not label_dir.is_dir():
+                continue
+            for entry in os.scandir(label_dir.path):
+                if entry.name.endswith(".png" + TEMP_SUFFIX):
+                    stem = entry.name[:-len(".png" + TEMP_SUFFIX)]
+                    if stem.partition(AUG_MARK)[0] in clip_ids:
+                        os.unlink(entry.path)
+                        removed += 1
+    return removed
+
+
+# ----------------------------------------------------------------------------- one clip (in a worker)
+
+
+def png_is_valid(path: Path, shape: tuple[int, int]) -> bool:
+    """Return True when `path` decodes completely as an 8-bit grayscale image of (height, width) `shape`."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            if image.mode != "L" or image.size != (shape[1], shape[0]):
+                return False
+            image.load()
+        return True
+    except (OSError, ValueError, SyntaxError):   # missing, truncated or not a PNG
+        return False
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write a uint8 (H, W) array as an 8-bit grayscale PNG: temporary name in the same folder, then rename."""
+    import cv2
+    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    if not ok:
+        raise OSError(f"PNG encoding failed for {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + TEMP_SUFFIX)
+    with open(tmp, "wb") as f:
+        f.write(data.tobytes())
+    os.replace(tmp, path)
+
+
+def levels_dbfs(wave: np.ndarray) -> tuple[float, float]:
+    """Return (peak, RMS) of a float wave in dBFS, floored at -240."""
+    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
+    rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) if wave.size else 0.0
+    return (round(20 * math.log10(max(peak, 1e-12)), 2), round(20 * math.log10(max(rms, 1e-12)), 2))
+
+
+def manifest_row(row: ClipRow, status: str, k: int = 0, info=None, levels=("", ""),
+                 image: str = "", augmentation: str = "") -> dict:
+    """Return one manifest row (all values as written to the CSV)."""
+    return {"clip_id": image_name(row.clip_id, k), "path": str(Path(row.path).resolve()),
+            "label": row.label, "split": row.split, "system": row.system, "speaker": row.speaker,
+            "condition": row.condition,
+            "duration": "" if info is None else f"{info.duration:.4f}",
+            "sample_rate": "" if info is None else str(info.sample_rate),
+            "channels": "" if info is None else str(info.channels),
+            "status": status, "image": image, "peak_dbfs": levels[0], "rms_dbfs": levels[1],
+            "augmentation": augmentation}
+
+
+_WORKER: dict = {}   # per-process state set by init_worker: cfg, images, seed, thread limiter
+
+
+def init_worker(cfg_dict: dict, images: str, seed: int, in_pool: bool = True) -> None:
+    """Set up a worker: one math-library thread, the settings, the output folder; pool workers
+    ignore Ctrl-C (the parent stops the pool and keeps what is finished)."""
+    if in_pool:
+        import signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for var in THREAD_VARS:
+        os.environ[var] = "1"
+    from threadpoolctl import threadpool_limits
+    _WORKER["limits"] = threadpool_limits(limits=1)
+    _WORKER.update(cfg=SpecConfig.from_dict(cfg_dict), images=Path(images), seed=seed)
+
+
+def _reusable(previous: dict | None, relpath: str) -> bool:
+    return bool(previous) and previous["status"] == STATUS_OK and previous["image"] == relpath
+
+
+def _skip(row: ClipRow, reason: str, levels=("", "")) -> dict:
+    try:
+        info = probe_audio(row.path)
+    except AudioError:
+        info = None
+    return manifest_row(row, skipped_status(reason), info=info, levels=levels)
+
+
+def convert_clip(task: tuple[ClipRow, int, tuple]) -> tuple[list[dict], int]:
+    """Return (manifest rows, PNGs written) for one clip and its augmented variants; reuses valid
+    PNGs; a clip that cannot be converted gives one `skipped: <reason>` row instead of raising."""
+    row, n_variants, previous = task
+    cfg, images = _WORKER["cfg"], _WORKER["images"]
+    relpaths = [image_relpath(row, k) for k in range(n_variants + 1)]
+    valid = [png_is_valid(images / rel, cfg.image_shape) for rel in relpaths]
+    if all(valid) and all(_reusable(p, rel) for p, rel in zip(previous, relpaths)):
+        return list(previous), 0
+    try:
+        wave, info = load_clip(row.path, cfg)
+    except AudioError as error:
+        return [_skip(row, str(error))], 0
+    except Exception as error:        # a decoder crash on a strange file must not stop the run
+        return [_skip(row, f"unexpected error ({type(error).__name__}: {error})")], 0
+    out, written = [], 0
+    for k, rel in enumerate(relpaths):
+        if valid[k] and _reusable(previous[k], rel):
+            out.append(previous[k])
+            continue
+        params = variant_params(_WORKER["seed"], row.clip_id, k) if k else None
+        try:
+            clip = wave if k == 0 else augment_wave(wave, cfg.sample_rate, params)
+            if not valid[k]:
+                write_png(images / rel, clip_to_image(clip, cfg))
+                written += 1
+        except SilentClipError as error:
+            if k == 0:
+                return [_skip(row, str(error), levels_dbfs(wave))], written
+            continue
+        except AudioError as error:
+            if k == 0:
+                return [_skip(row, str(error))], written
+            continue
+        except OSError:
+            raise                     # a full disk or a read-only folder must stop the run
+        except Exception as error:
+            if k == 0:
+                return [_skip(row, f"unexpected error ({type(error).__name__}: {error})")], written
+            continue
+        out.append(manifest_row(row, STATUS_OK, k, info, levels_dbfs(clip), rel,
+                                params.describe() if params else ""))
+    return out, written
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr: done/total, clips/s, time left (a line per 10 s when not a tty)."""
+
+    def __init__(self, total: int, label: str = "converting", enabled: bool = True):
+        self.total, self.label, self.enabled = total, label, enabled and total > 0
+        self.start = self.last = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.done = 0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if self.enabled and (now - self.last >= (0.2 if self.tty else 10.0) or self.done == self.total):
+            self.last = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.done / elapsed
+        left = (self.total - self.done) / rate if rate > 0 else 0
+        filled = int(30 * self.done / self.total)
+        text = (f"{self.label} [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
+                f"{rate:.1f} clips/s, {_clock(elapsed)} elapsed, {_clock(left)} left")
+        sys.stderr.write(("\r" + text) if self.tty else text + "\n")
+        if self.tty and self.done == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def resolve_workers(workers: int) -> int:
+    """Return the number of worker processes: `workers`, or every usable core when 0."""
+    if workers > 0:
+        return workers
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _pool_context() -> mp.context.BaseContext:
+    """Fork on Linux (workers inherit the imported libraries: fast start); spawn elsewhere or when
+    torch is loaded in this process (forking its thread pools is unsafe)."""
+    if sys.platform.startswith("linux") and "torch" not in sys.modules:
+        return mp.get_context("fork")
+    return mp.get_context("spawn")
+
+
+def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOptions) -> Iterable:
+    """Yield convert_clip results, in this process (1 worker) or from a pool of processes."""
+    workers = min(resolve_workers(opts.workers), max(1, len(tasks)))
+    args = (cfg.to_dict(), str(images), opts.seed)
+    if workers == 1:
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(limits=1):
+            init_worker(*args, in_pool=False)
+            for task in tasks:
+                yield convert_clip(task)
+        return
+    chunksize = max(1, min(16, len(tasks) // (workers * 8)))
+    with _pool_context().Pool(workers, initializer=init_worker, initargs=args) as pool:
+        yield from pool.imap_unordered(convert_clip, tasks, chunksize=chunksize)
+
+
+def convert_rows(rows: Sequence[ClipRow], images: Path, cfg: SpecConfig, opts: ConvertOptions,
+                 source: Path, layout: str, log: Callable = print) -> ConvertSummary:
+    """Convert the rows of this shard into `images` and merge the manifest; return the summary.
+    Rows must already carry their split. Raises OutputFolderError, LayoutError."""
+    started = time.perf_counter()
+    cfg.validate()
+    images = Path(images)
+    check_rows(rows)
+    prepare_output(images, spec_document(cfg, source, layout, rows, opts), opts.overwrite, log)
+    shard, n_shards = opts.shard
+    mine = shard_of(rows, shard, n_shards)
+    if n_shards > 1:
+        log(f"shard {shard}/{n_shards}: {len(mine)} of {len(rows)} clips")
+    previous = previous_rows(images)
+    removed = remove_stale_temp_files(images, {r.clip_id for r in mine})
+    if removed:
+        log(f"removed {removed} unfinished temporary image(s) left by an interrupted run")
+    tasks = []
+    for row in mine:
+        n = variants_of(row, opts.augment)
+        tasks.append((row, n, tuple(previous.get(image_name(row.clip_id, k)) for k in range(n + 1))))
+    del previous
+    summary = ConvertSummary(total=len(mine))
+    bar = ProgressBar(len(tasks), enabled=opts.progress)
+    part = PartWriter(images, shard, n_shards)
+    try:
+        for result_rows, written in run_tasks(tasks, cfg, images, opts):
+            part.write(result_rows)
+            _count(summary, result_rows, written)
+            bar.update()
+        part.finish()
+    finally:
+        part.close()
+    expected = {image_name(r.clip_id, k) for r in rows for k in range(variants_of(r, opts.augment) + 1)}
+    summary.manifest, present = merge_parts(images, expected)
+    summary.missing = sum(r.clip_id not in present for r in rows)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _count(summary: ConvertSummary, result_rows: list[dict], written: int) -> None:
+    summary.written += written
+    first = result_rows[0]
+    if first["status"] != STATUS_OK:
+        summary.skipped.append((first["clip_id"], first["path"], first["status"][len("skipped: "):]))
+        return
+    summary.converted += 1
+    summary.augmented += len(result_rows) - 1
+    if written == 0:
+        summary.reused += 1
+
+
+def convert(source: Path, images: Path, cfg: SpecConfig, opts: ConvertOptions,
+            log: Callable = print) -> ConvertSummary:
+    """Read the dataset at `source`, assign splits, convert (this shard of) it into `images`, write
+    the audit when the manifest is complete; return the summary. Raises LayoutError, OutputFolderError."""
+    from .datasets import detect_layout, iter_rows
+    from .splits import assign_splits
+    source = Path(source).expanduser()
+    layout = detect_layout(source) if opts.layout == "auto" else opts.layout
+    rows = list(iter_rows(source, opts.layout, log=log))      # "auto" logs the layout it found
+    if not rows:
+        raise LayoutError(f"{source}: no audio clips found for layout {layout!r}")
+    rows = assign_splits(rows, ratios=opts.split_ratios, seed=opts.seed)
+    summary = convert_rows(rows, images, cfg, opts, source, layout, log)
+    if summary.missing == 0:
+        from .audit import write_audit
+        write_audit(images)
+    else:
+        log(f"{summary.missing} clips of other shards are not converted yet: {MANIFEST_FILE} and "
+            f"the audit are completed by the run that finishes last")
+    return summary
