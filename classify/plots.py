@@ -4,7 +4,6 @@ Scores follow the ASVspoof convention (higher = more bona fide); labels are 0 bo
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import matplotlib
@@ -152,12 +151,10 @@ def plot_score_histograms(scores, labels, score_threshold: float, path: Path, ti
 
 
 def plot_training_curves(run_dir: Path, path: Path) -> Path | None:
-    """Return the run's curves.png copied to `path`, or a redraw from history.csv; None when it has neither."""
+    """Return the run's own curves.png, else `path` redrawn from history.csv; None when it has neither."""
     run_dir = Path(run_dir)
     if (run_dir / "curves.png").is_file():
-        if Path(path).resolve() != (run_dir / "curves.png").resolve():
-            shutil.copyfile(run_dir / "curves.png", path)
-        return Path(path)
+        return run_dir / "curves.png"
     if not (run_dir / "history.csv").is_file():
         return None
     import pandas as pd

@@ -148,7 +148,7 @@ def iter_file_windows(path: Path, spec: SpecConfig, hop_fraction: float = 0.5
         for s in window_starts(wave.size, win, hop, spec.hop_length):
             yield s / sr, wave[s:s + win]
         return
-    starts = window_starts(int(info.duration * sr), win, hop, spec.hop_length)
+    starts = window_starts(int(round(info.duration * sr)), win, hop, spec.hop_length)
     per_chunk = max(1, int(CHUNK_SECONDS * sr) // hop)
     for i in range(0, len(starts), per_chunk):
         group = starts[i:i + per_chunk]
@@ -202,27 +202,13 @@ class _Batcher:
 def score_files(files: list[Path], predictor: Predictor, bs: int = 64, hop_fraction: float = 0.5,
                 progress: bool = True) -> list[PredictionRow]:
     """Return one PredictionRow per file, in order; a file that cannot be scored gets an error row."""
+    from threadpoolctl import threadpool_limits
     rows = [PredictionRow(path=str(p)) for p in files]
     batcher = _Batcher(predictor.logits, bs)
     bar = _ProgressBar(len(files), enabled=progress and len(files) > 1)
-    for index, (path, row) in enumerate(zip(files, rows)):
-        try:
-            row.duration = probe_audio(path).duration
-            silent = None
-            for start, segment in iter_file_windows(path, predictor.spec, hop_fraction):
-                try:
-                    batcher.add((index, start), clip_to_image(segment, predictor.spec))
-                except SilentClipError as error:       # a silent stretch of a longer file: skip that window
-                    silent = silent or error
-            if silent is not None and not _queued(batcher, index):
-                raise silent
-        except AudioError as error:
-            row.status = f"error: {error}"
-        except Exception as error:   # keep scoring the other files; the row names what went wrong
-            row.status = f"error: {type(error).__name__}: {str(error).strip()[:200]}"
-        bar.update(index + 1)
-    batcher.flush()
-    bar.close()
+    with threadpool_limits(limits=1, user_api="blas"):   # numpy's small matmuls: threads cost more than they give
+        _queue_windows(files, rows, predictor.spec, batcher, hop_fraction, bar)
+        batcher.flush()
     for index, row in enumerate(rows):
         if row.status != "ok":
             continue
@@ -237,31 +223,50 @@ def score_files(files: list[Path], predictor: Predictor, bs: int = 64, hop_fract
     return rows
 
 
+def _queue_windows(files: list[Path], rows: list[PredictionRow], spec: SpecConfig, batcher: "_Batcher",
+                   hop_fraction: float, bar: "_ProgressBar") -> None:
+    """Render every window of every file into `batcher`; a file that fails gets its error in its row."""
+    for index, (path, row) in enumerate(zip(files, rows)):
+        try:
+            row.duration = probe_audio(path).duration
+            silent = None
+            for start, segment in iter_file_windows(path, spec, hop_fraction):
+                try:
+                    batcher.add((index, start), clip_to_image(segment, spec))
+                except SilentClipError as error:       # a silent stretch of a longer file: skip that window
+                    silent = silent or error
+            if silent is not None and not _queued(batcher, index):
+                raise silent
+        except AudioError as error:
+            row.status = f"error: {error}"
+        except Exception as error:   # keep scoring the other files; the row names what went wrong
+            row.status = f"error: {type(error).__name__}: {str(error).strip()[:200]}"
+        bar.update(index + 1)
+
+
 def _queued(batcher: _Batcher, index: int) -> bool:
     """Return whether any window of file `index` is waiting or already scored."""
     return index in batcher.results or any(k[0] == index for k in batcher.keys)
 
 
 class _ProgressBar:
-    """A one-line stderr progress bar with files/s (stdout stays clean for CSV/JSON)."""
+    """Progress on stderr (stdout stays clean for CSV/JSON): done/total and files/s, redrawn in place
+    on a terminal, a line every 10 s otherwise (logs)."""
 
     def __init__(self, total: int, enabled: bool = True):
-        self.total, self.enabled = total, enabled
+        self.total, self.enabled, self.tty = total, enabled, sys.stderr.isatty()
         self.t0 = self.last = time.perf_counter()
 
     def update(self, done: int) -> None:
         now = time.perf_counter()
-        if not self.enabled or (now - self.last < 0.2 and done < self.total):
+        if not self.enabled or (now - self.last < (0.2 if self.tty else 10.0) and done < self.total):
             return
         self.last = now
         rate = done / max(now - self.t0, 1e-9)
         filled = int(30 * done / max(self.total, 1))
-        print(f"\rscoring |{'█' * filled}{' ' * (30 - filled)}| {done}/{self.total} files "
-              f"{rate:.1f} files/s", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr, flush=True)
+        text = f"scoring [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} files, {rate:.1f} files/s"
+        sys.stderr.write(("\r" + text + ("\n" if done == self.total else "")) if self.tty else text + "\n")
+        sys.stderr.flush()
 
 
 # ---------------------------------------------------------------- loading the run
@@ -301,7 +306,7 @@ def load_predictor(run_dir: Path, device: str | None = None, bs: int = 64, trust
                 f"{weights} not found: this run only has {pickle_file.name}, which is refused. {PICKLE_WARNING} "
                 f"Rerun with --trust-pickle to load it anyway, or retrain to get model.safetensors + model.json.")
         log(f"WARNING (--trust-pickle): {PICKLE_WARNING}")
-        predictor = _pickle_predictor(run_dir, device)
+        predictor = _pickle_predictor(run_dir, device, bs)
     else:
         missing = [p.name for p in (description_file, weights) if not p.is_file()]
         raise RunFolderError(f"{run_dir} is missing {' and '.join(missing)}: it is not a complete training run "
@@ -324,7 +329,7 @@ def _safetensors_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
     from classify import model_io
     try:
         model, description = model_io.load_model(run_dir, device=device)
-    except (FileNotFoundError, KeyError, ValueError) as error:
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as error:
         raise RunFolderError(f"cannot load the model in {run_dir}: {error}") from None
     spec = _spec_from(description.get("spec"), run_dir / "model.json")
 
@@ -333,24 +338,44 @@ def _safetensors_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
     return Predictor(spec, logits, DEFAULT_THRESHOLD, "", str(description.get("arch", "")))
 
 
-def _pickle_predictor(run_dir: Path, device: str) -> Predictor:
-    """Load export.pkl with fastai (executes pickled code) and score images through its own test_dl."""
+def _pickle_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
+    """Load export.pkl with fastai (this executes the pickled code) and score with its model through
+    the same preprocessing as every other run (model_io.predict_logits)."""
     from fastai.learner import load_learner
-    from fastcore.basics import noop
-    spec_dict = None
-    for name in ("model.json", "config.json"):
-        if (run_dir / name).is_file():
-            spec_dict = json.loads((run_dir / name).read_text()).get("spec")
-            if spec_dict:
-                break
-    spec = _spec_from(spec_dict, run_dir / "config.json")
-    learn = load_learner(run_dir / "export.pkl", cpu=device == "cpu")
+    from torch import nn
+    from classify import model_io
+    description = _pickle_description(run_dir)
+    spec = _spec_from(description.get("spec"), run_dir / "model.json")
+    try:
+        learn = load_learner(run_dir / "export.pkl", cpu=device == "cpu")
+        model = learn.model
+    except Exception as error:
+        raise RunFolderError(f"cannot load {run_dir / 'export.pkl'} as a fastai Learner "
+                             f"({type(error).__name__}: {str(error).strip()[:200]})") from None
+    if not isinstance(model, nn.Module):
+        raise RunFolderError(f"{run_dir / 'export.pkl'} holds no fastai Learner with a model")
+    model = model.to(device).eval()
 
     def logits(images: np.ndarray) -> np.ndarray:
-        dl = learn.dls.test_dl(list(images))      # the learner's own item/batch transforms, as in training
-        preds, _ = learn.get_preds(dl=dl, act=noop)
-        return preds.float().numpy()
-    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", "fastai export.pkl")
+        return model_io.predict_logits(model, images, description, device=device, bs=bs)
+    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", f"{description.get('arch', '?')} (export.pkl)")
+
+
+def _pickle_description(run_dir: Path) -> dict:
+    """Return model.json's dict, or one rebuilt from config.json (spec, input size, ImageNet statistics)."""
+    if (run_dir / "model.json").is_file():
+        return json.loads((run_dir / "model.json").read_text())
+    config_file = run_dir / "config.json"
+    if not config_file.is_file():
+        raise RunFolderError(f"{run_dir} has export.pkl but neither model.json nor config.json, so the "
+                             f"spectrogram settings it was trained with are unknown")
+    from classify.archs import IMAGENET_MEAN, IMAGENET_STD
+    config = json.loads(config_file.read_text())
+    spec = _spec_from(config.get("spec"), config_file)
+    height, width = (config.get("data") or {}).get("input_shape") or spec.image_shape
+    return {"arch": (config.get("settings") or {}).get("arch", "?"), "spec": config["spec"],
+            "input": {"height": int(height), "width": int(width), "channels": 3},
+            "normalize": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
 
 
 def _spec_from(spec_dict: dict | None, source: Path) -> SpecConfig:

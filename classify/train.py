@@ -7,26 +7,28 @@ validation EER is kept. Outputs go to a new run folder (see classify.runfolder).
 """
 from __future__ import annotations
 
-import copy
-import time
+import argparse
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
-from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.mixup import MixUp
+from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle, fine_tune)
 from fastai.callback.progress import ProgressCallback
-from fastai.callback.tracker import EarlyStoppingCallback, TrackerCallback
-from fastai.learner import AvgLoss, AvgSmoothLoss, Learner, Metric
+from fastai.callback.tracker import EarlyStoppingCallback
+from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import OptimWrapper
-from fastai.torch_core import find_bs, set_seed
-from fastcore.script import Param, call_parse, store_true
+from fastai.torch_core import set_seed
+from fastcore.script import call_parse
 
 from classify import archs, runfolder
+from classify.callbacks import (DeviceLosses, EpochHistory, KeepBestEpoch, SparseProgress, ValidAccuracy, ValidEER,
+                                ValidRocAuc)
 from classify.data import AugmentConfig, build_dataloaders, default_device
 from classify.model_io import save_model
 from spec2img.rows import LABELS
@@ -58,164 +60,6 @@ class TrainConfig:
     def fine_tunes(self) -> bool:
         """Return True when training starts from ImageNet weights (fine_tune rather than fit_one_cycle)."""
         return self.pretrained and archs.get_arch(self.arch).library != "scratch"
-
-
-# ---------------------------------------------------------------- epoch metrics (one host sync per epoch)
-
-def roc_auc(labels: np.ndarray, spoof_prob: np.ndarray) -> float:
-    """Return the area under the ROC curve for detecting spoof (label 1) by `spoof_prob` (ties count half)."""
-    from scipy.stats import rankdata
-    labels = np.asarray(labels).astype(bool)
-    n_pos, n_neg = labels.sum(), (~labels).sum()
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(spoof_prob)
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def equal_error_rate(labels: np.ndarray, spoof_prob: np.ndarray) -> float:
-    """Return the EER: the rate where missed spoofs equal falsely rejected bonafide, sweeping the threshold."""
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(spoof_prob, dtype=np.float64)
-    n_pos, n_neg = labels.sum(), (~labels).sum()
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], labels[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # thresholds between distinct scores
-    tp = np.r_[0, np.cumsum(y)[last]]
-    fp = np.r_[0, np.cumsum(~y)[last]]
-    miss = 1 - tp / n_pos            # spoof below the threshold, labelled bonafide
-    false_alarm = fp / n_neg         # bonafide at or above it, labelled spoof
-    i = np.argmin(np.abs(miss - false_alarm))
-    return float((miss[i] + false_alarm[i]) / 2)
-
-
-class EpochScoreMetric(Metric):
-    """A validation metric computed once per epoch from the logits gathered on the device."""
-    fn_name = "score"
-
-    def reset(self):
-        self.preds, self.targs = [], []
-
-    def accumulate(self, learn):
-        # no .cpu() here: the batches stay on the device until `value`, one sync per epoch
-        self.preds.append(learn.to_detach(learn.pred, cpu=False))
-        self.targs.append(learn.to_detach(learn.yb[0], cpu=False))
-
-    def scores(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return (labels, spoof probabilities) of the epoch's validation images."""
-        preds = torch.cat(self.preds).float()
-        targs = torch.cat(self.targs)
-        if targs.ndim > 1:  # mixup's soft targets are not used in validation, but be safe
-            targs = targs.argmax(-1)
-        prob = torch.softmax(preds, dim=-1)[:, LABELS.index("spoof")]
-        both = torch.stack([targs.to(prob.dtype), prob]).cpu().numpy()
-        return both[0].astype(int), both[1]
-
-    @property
-    def value(self):
-        if not self.preds:
-            return None
-        return self.compute(*self.scores())
-
-    @property
-    def name(self):
-        return self.fn_name
-
-
-class ValidAccuracy(EpochScoreMetric):
-    fn_name = "accuracy"
-
-    @staticmethod
-    def compute(labels, prob):
-        return float(np.mean((prob >= 0.5) == (labels == 1)))
-
-
-class ValidRocAuc(EpochScoreMetric):
-    fn_name = "roc_auc"
-    compute = staticmethod(roc_auc)
-
-
-class ValidEER(EpochScoreMetric):
-    fn_name = "eer"
-    compute = staticmethod(equal_error_rate)
-
-
-# ---------------------------------------------------------------- callbacks
-
-class DeviceLosses(Callback):
-    """Keep the Recorder's running losses on the device (fastai's copy them to the CPU every batch)."""
-    order = 49  # before the Recorder (50)
-
-    def before_fit(self):
-        self.recorder.loss, self.recorder.smooth_loss = DeviceAvgLoss(), DeviceSmoothLoss()
-
-
-class DeviceAvgLoss(AvgLoss):
-    def accumulate(self, learn):
-        bs = find_bs(learn.yb)
-        self.total += learn.to_detach(learn.loss.mean(), cpu=False).float() * bs
-        self.count += bs
-
-
-class DeviceSmoothLoss(AvgSmoothLoss):
-    def accumulate(self, learn):
-        self.count += 1
-        loss = learn.to_detach(learn.loss.mean(), cpu=False).float()
-        self.val = torch.lerp(loss, self.val.to(loss.device), self.beta)
-
-
-class SparseProgress(ProgressCallback):
-    """fastai's progress bar, reading the smoothed loss (a host sync) only every `every` batches."""
-    every = 25
-
-    def after_batch(self):
-        self.pbar.update(self.iter + 1)
-        if hasattr(self, "smooth_loss") and self.iter % self.every == 0:
-            self.pbar.comment = f"{self.smooth_loss.item():.4f}"
-
-
-class KeepBestEpoch(TrackerCallback):
-    """Remember the weights of the epoch with the lowest validation EER, across fine_tune's two fits."""
-    order = 61
-
-    def __init__(self):
-        super().__init__(monitor="eer", comp=np.less, reset_on_fit=False)
-        self.state, self.best_epoch, self.total_epochs = None, None, 0
-
-    def after_epoch(self):
-        super().after_epoch()
-        if self.new_best or self.state is None:
-            self.state = {k: v.detach().clone() for k, v in self.learn.model.state_dict().items()}
-            self.best_epoch = self.total_epochs
-        self.total_epochs += 1
-
-    def restore(self):
-        """Load the best epoch's weights into the model; return its (global) epoch number."""
-        if self.state is not None:
-            self.learn.model.load_state_dict(self.state)
-        return self.best_epoch
-
-
-class EpochHistory(Callback):
-    """Append each epoch's row (numbered across fits) to history.csv and redraw curves.png."""
-    order = 62
-
-    def __init__(self, run_dir: Path | None, best: KeepBestEpoch):
-        self.run_dir, self.best, self.rows, self.started = run_dir, best, [], None
-
-    def before_epoch(self):
-        self.started = time.perf_counter()
-
-    def after_epoch(self):
-        names = list(self.recorder.metric_names[1:])
-        values = dict(zip(names, self.recorder.values[-1]))
-        row = {k: float(values.get(k, float("nan"))) for k in runfolder.HISTORY_COLUMNS[1:-1]}
-        self.rows.append({"epoch": len(self.rows), **row, "time": round(time.perf_counter() - self.started, 3)})
-        if self.run_dir is not None:
-            runfolder.write_history(self.run_dir, self.rows)
-            runfolder.plot_curves(self.run_dir, self.rows, self.best.best_epoch)
 
 
 # ---------------------------------------------------------------- building the learner
@@ -290,67 +134,85 @@ def export_learner(learn: Learner, path: Path):
     learn.export(Path(path).resolve())
 
 
-def train(cfg: TrainConfig, log=print) -> Path | None:
-    """Train per `cfg`, write the run folder, and return its path (None on ranks other than 0)."""
+@dataclass
+class TrainResult:
+    run_dir: Path | None   # the run folder (None on ranks other than 0)
+    learn: Learner         # the trained learner, holding the kept (lowest validation EER) weights
+    best_epoch: int        # the kept epoch, counted across fine_tune's frozen and unfrozen fits
+    history: list[dict]    # one dict per epoch, the rows of history.csv
+
+
+class LateEarlyStopping(EarlyStoppingCallback):
+    """fastai's early stopping, run after the best-epoch and history callbacks have seen the epoch."""
+    order = 63
+
+
+def train(cfg: TrainConfig, log=print) -> TrainResult:
+    """Train per `cfg`, write the run folder (rank 0), and return where it is with the trained learner."""
     archs.get_arch(cfg.arch)  # an unknown name stops here, before any data is read
-    if cfg.fine_tunes():
-        archs.weights_location  # noqa: B018  (download errors are reported by build_learner)
     set_seed(cfg.seed, reproducible=True)
     device = default_device()
+    early = []  # what is printed before the run folder exists, copied into train.log
+
+    def log_early(msg):
+        log(msg)
+        early.append(msg)
+
     dls, spec, spec_dict, summary = build_dataloaders(
         cfg.images, cfg.bs, device, cfg.loader, cfg.balance, cfg.size, AugmentConfig() if cfg.augment else None,
-        workers=cfg.workers, log=log)
+        workers=cfg.workers, log=log_early)
     learn = build_learner(cfg, dls, summary.class_weights, device)
     run_dir = runfolder.create_run_dir(cfg.out, cfg.arch, cfg.seed)
+    if run_dir:
+        runfolder.write_atomic(run_dir / "train.log", "".join(m + "\n" for m in early))
     with runfolder.tee_output(run_dir / "train.log" if run_dir else None):
         if run_dir:
             log(f"run folder: {run_dir}")
             runfolder.write_json(run_dir / "config.json", run_config(cfg, spec_dict, summary, device, run_dir))
         best = KeepBestEpoch()
-        learn.add_cbs([best, EpochHistory(run_dir, best)])
-        if cfg.early_stop:
-            learn.add_cb(EarlyStoppingCallback(monitor="eer", comp=np.less, patience=cfg.early_stop))
+        history = EpochHistory(run_dir)
+        learn.add_cbs([best, history] + ([LateEarlyStopping("eer", np.less, patience=cfg.early_stop)]
+                                         if cfg.early_stop else []))
         fit(learn, cfg)
         best_epoch = best.restore()
-        rows = next(cb for cb in learn.cbs if isinstance(cb, EpochHistory)).rows
-        kept = rows[best_epoch]
+        kept = history.rows[best_epoch]
         log(f"kept epoch {best_epoch}: validation EER {100 * kept['eer']:.2f}%, accuracy {kept['accuracy']:.4f}, "
             f"ROC-AUC {kept['roc_auc']:.4f}")
         if run_dir:
             save_model(run_dir, learn.model, model_description(cfg, spec_dict, summary.input_shape))
-            runfolder.plot_curves(run_dir, rows, best_epoch)
+            runfolder.plot_curves(run_dir, history.rows, best_epoch)
             export_learner(learn, run_dir / "export.pkl")
             runfolder.point_latest(cfg.out, run_dir)
-            log(f"run folder: {run_dir} (runs/latest points to it)")
-    return run_dir
+            log(f"run folder: {run_dir} ({Path(cfg.out) / runfolder.LATEST} points to it)")
+    return TrainResult(run_dir, learn, best_epoch, history.rows)
+
+
+ON_OFF = {"action": argparse.BooleanOptionalAction}  # gives --name and --no-name
 
 
 @call_parse
 def main(
-    images: Param("folder written by spec2img (spec.json, train/, val/)", str) = "images",
-    arch: Param(f"architecture: {', '.join(archs.ARCHS)}", str) = "resnet101",
-    epochs: Param("epochs of whole-network training (after the frozen ones when pretrained)", int) = 5,
-    lr: Param("peak learning rate; 0 = 2e-3 when fine-tuning, 3e-3 from scratch", float) = 0.0,
-    bs: Param("batch size", int) = 64,
-    freeze_epochs: Param("pretrained only: epochs with the ImageNet body frozen", int) = 1,
-    size: Param("model input height, width keeps the aspect; 0 = the images' own size", int) = 0,
-    no_pretrained: Param("train from random weights instead of ImageNet weights", store_true) = False,
-    pretrained: Param("start from ImageNet weights (the default)", store_true) = False,
-    seed: Param("random seed", int) = 0,
-    out: Param("parent folder of the run folders", str) = "runs",
-    balance: Param("class imbalance: none, weights (weighted loss) or sampler (balanced batches)", str) = "weights",
-    mixup: Param("mixup alpha; 0 = off", float) = 0.0,
-    early_stop: Param("stop after this many epochs without a better validation EER; 0 = off", int) = 0,
-    loader: Param("auto, memory (decode PNGs once, batches from memory) or datablock (stream from disk)", str) = "auto",
-    workers: Param("PNG decoding threads / loader processes; 0 = all cores", int) = 0,
-    no_augment: Param("switch off time shift and SpecAugment masking", store_true) = False,
+    images: str = "images",  # folder written by spec2img (spec.json, train/, val/)
+    arch: str = "resnet101",  # architecture: resnet18/34/50/101, efficientnet_b0/b4, simple_cnn
+    epochs: int = 5,  # epochs of whole-network training (after the frozen ones when pretrained)
+    lr: float = 0.0,  # peak learning rate; 0 = 2e-3 when fine-tuning, 3e-3 from scratch
+    bs: int = 64,  # batch size
+    freeze_epochs: int = 1,  # pretrained only: epochs with the ImageNet body frozen
+    size: int = 0,  # model input height, the width keeps the aspect; 0 = the images' own size
+    pretrained: Annotated[bool, "start from ImageNet weights (--no-pretrained: random weights)", ON_OFF] = True,
+    seed: int = 0,  # random seed
+    out: str = "runs",  # parent folder of the run folders
+    balance: str = "weights",  # class imbalance: none, weights (weighted loss) or sampler (balanced batches)
+    mixup: float = 0.0,  # mixup alpha; 0 = off
+    early_stop: int = 0,  # stop after this many epochs without a better validation EER; 0 = off
+    loader: str = "auto",  # auto, memory (decode PNGs once, batches from memory) or datablock (stream from disk)
+    workers: int = 0,  # PNG decoding threads / datablock loader processes; 0 = all cores
+    augment: Annotated[bool, "time shift and SpecAugment masks on training batches", ON_OFF] = True,
 ):
     "Fine-tune (or train from scratch) a spoof detector on spectrogram images; writes runs/<arch>-<time>/."
-    if pretrained and no_pretrained:
-        raise SystemExit("error: --pretrained and --no-pretrained contradict each other")
     cfg = TrainConfig(images=images, arch=arch, epochs=epochs, lr=lr, bs=bs, freeze_epochs=freeze_epochs, size=size,
-                      pretrained=not no_pretrained, seed=seed, out=out, balance=balance, mixup=mixup,
-                      early_stop=early_stop, loader=loader, workers=workers, augment=not no_augment)
+                      pretrained=pretrained, seed=seed, out=out, balance=balance, mixup=mixup,
+                      early_stop=early_stop, loader=loader, workers=workers, augment=augment)
     try:
         train(cfg)
     except (archs.UnknownArchError, archs.PretrainedWeightsUnavailable, FileNotFoundError, ValueError) as e:

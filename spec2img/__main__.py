@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K extra variants per train clip: noise 5-30 dB SNR, pitch ±2 semitones, "
                         "time stretch 0.9-1.1, one or several per variant (default: 0)")
     p.add_argument("--overwrite", action="store_true",
-                   help="delete images made with other settings in --out and convert afresh")
+                   help="when --out holds images made with other settings (or another source or split "
+                        "assignment), delete its images, manifest and audit and convert afresh; "
+                        "with the same settings a run always resumes")
     g = p.add_argument_group("spectrogram settings (saved in spec.json)")
     g.add_argument("--sample-rate", type=int, default=d.sample_rate, help="Hz every clip is resampled to")
     g.add_argument("--duration", type=float, default=d.duration, help="seconds per image (first seconds; short clips repeated)")

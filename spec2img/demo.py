@@ -27,6 +27,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+from scipy import signal
+from scipy.fft import next_fast_len
 
 GENERATOR_VERSION = 1            # bumped whenever the synthesis changes the audio
 SYSTEMS = ("griffinlim", "lpc", "codec", "sinusoidal")   # spoofing systems, in manifest order
@@ -71,6 +74,8 @@ class DemoConfig:
                             f"{len(SYSTEMS)} so that every synthetic spoofing system appears")
         if not 1 <= self.speakers <= self.clips_per_class:
             raise DemoError(f"--speakers {self.speakers} must be between 1 and --clips-per-class")
+        if self.seed < 0:
+            raise DemoError(f"--seed {self.seed} must be 0 or positive")
         if not 0.5 <= self.min_seconds <= self.max_seconds:
             raise DemoError("need 0.5 <= min_seconds <= max_seconds")
         return self
@@ -151,7 +156,7 @@ def corpus_clips(cfg: DemoConfig) -> list[DemoClip]:
 # ----------------------------------------------------------------------------- bonafide synthesis
 
 def _raised_cosine_gate(n: int, segments: list[tuple[float, float, float]], sr: int, ramp: float) -> np.ndarray:
-    """Return a (n,) envelope that is `level` on each (start s, stop s, level) segment with cosine ramps."""
+    """Return a (n,) envelope that swells to `level` on each (start s, stop s, level) segment, with cosine ramps."""
     env = np.zeros(n, dtype=np.float64)
     for start, stop, level in segments:
         a, b = int(start * sr), min(n, int(stop * sr))
@@ -159,7 +164,7 @@ def _raised_cosine_gate(n: int, segments: list[tuple[float, float, float]], sr: 
             continue
         k = max(1, min(int(ramp * sr), (b - a) // 2))
         fade = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / k)
-        seg = np.full(b - a, float(level))
+        seg = level * (0.7 + 0.3 * np.sin(np.pi * np.arange(b - a) / (b - a)))   # syllable swell
         seg[:k] *= fade
         seg[b - a - k:] *= fade[::-1]
         env[a:b] = np.maximum(env[a:b], seg)
@@ -208,8 +213,8 @@ def _pitch_contour(speaker: Speaker, rng: np.random.Generator, n: int, sr: int, 
     seconds = n / sr
     log_f0 = np.interp(tt, [0, seconds], [rng.uniform(0.04, 0.12), -rng.uniform(0.08, 0.2)])
     for a in accents:
-        log_f0 += rng.uniform(0.04, 0.15) * np.exp(-0.5 * ((tt - a) / rng.uniform(0.06, 0.12)) ** 2)
-    knots = rng.standard_normal(int(seconds * 8) + 2) * 0.025
+        log_f0 += rng.uniform(0.08, 0.25) * np.exp(-0.5 * ((tt - a) / rng.uniform(0.06, 0.15)) ** 2)
+    knots = rng.standard_normal(int(seconds * 8) + 2) * 0.04
     log_f0 += np.interp(tt, np.linspace(0, seconds, knots.size), knots)
     if rng.random() < 0.2:      # question-like final rise
         log_f0 += 0.25 * np.clip((tt - (seconds - 0.5)) / 0.5, 0, 1) ** 2
@@ -255,41 +260,39 @@ def _resonator_cascade(formants: np.ndarray, bandwidths: np.ndarray, sr: int) ->
 @lru_cache(maxsize=256)
 def _butter(order: int, cutoff: tuple[float, ...] | float, btype: str, sr: int) -> np.ndarray:
     """Return a cached Butterworth design as second-order sections."""
-    from scipy.signal import butter
-    return butter(order, cutoff, btype=btype, fs=sr, output="sos")
+    return signal.butter(order, cutoff, btype=btype, fs=sr, output="sos")
 
 
 def _band_noise(rng: np.random.Generator, n: int, sr: int, lo: float, hi: float) -> np.ndarray:
     """Return (n,) white noise band-passed to lo..hi Hz (edges rounded to 50 Hz)."""
-    from scipy.signal import sosfilt
     hi = min(hi, 0.95 * sr / 2)
-    return sosfilt(_butter(4, (round(lo / 50) * 50.0, round(hi / 50) * 50.0), "bandpass", sr),
+    return signal.sosfilt(_butter(4, (round(lo / 50) * 50.0, round(hi / 50) * 50.0), "bandpass", sr),
                    rng.standard_normal(n))
 
 
 def _pink_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     """Return (n,) unit-RMS 1/f noise."""
-    spec = np.fft.rfft(rng.standard_normal(n))
+    m = next_fast_len(n)
+    spec = np.fft.rfft(rng.standard_normal(m))
     spec /= np.sqrt(np.maximum(np.arange(spec.size), 1.0))
-    x = np.fft.irfft(spec, n)
+    x = np.fft.irfft(spec, m)[:n]
     return x / (np.sqrt(np.mean(x * x)) + 1e-12)
 
 
 def synthesize_bonafide(speaker: Speaker, rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
     """Return (n,) float64 speech-like audio of `speaker`: one utterance with pauses, room and microphone."""
-    from scipy.signal import fftconvolve, sosfilt
     seconds = n / sr
     voiced, targets, noises, accents = _utterance_events(speaker, rng, seconds)
     f0 = _pitch_contour(speaker, rng, n, sr, accents)
     dflow, flow = _glottal_source(speaker, rng, f0, sr)
-    voicing = _raised_cosine_gate(n, voiced, sr, ramp=0.02)
+    voicing = _raised_cosine_gate(n, voiced, sr, ramp=0.035)
     aspiration = rng.standard_normal(n) * (0.3 + flow / (flow.max() + 1e-12))
     source = dflow / (np.sqrt(np.mean(dflow ** 2)) + 1e-12)
     source = voicing * (source + speaker.breathiness * 4.0 * aspiration)
 
-    block = 64                                       # formants move every 4 ms
-    n_blocks = -(-n // block)
-    centers = (np.arange(n_blocks) + 0.5) * block / sr
+    hop, frame = 128, 512                            # formants move every 8 ms; resonances ring < 32 ms
+    n_blocks = 1 + n // hop
+    centers = np.arange(n_blocks) * hop / sr
     key_t = np.array([t for t, _ in targets]) if targets else np.array([0.0])
     key_f = np.array([f for _, f in targets], dtype=float) if targets else np.array([VOWELS["ah"]], float)
     formants = np.empty((n_blocks, 5))
@@ -301,8 +304,8 @@ def synthesize_bonafide(speaker: Speaker, rng: np.random.Generator, n: int, sr: 
     formants = np.minimum(formants, 0.45 * sr)
     bandwidths = np.array([60.0, 90.0, 130.0, 190.0, 260.0]) * rng.uniform(0.85, 1.25, size=5)
     denominators = _resonator_cascade(formants, np.broadcast_to(bandwidths, formants.shape), sr)
-    gains = np.repeat(denominators.sum(axis=1), block)[:n]
-    speech = _allpole_blocks(source * gains, denominators, block)
+    responses = denominators.sum(axis=1, keepdims=True) / np.fft.rfft(denominators, 2 * frame, axis=1)
+    speech = time_varying_filter(source, responses, hop, frame)
     level = np.sqrt(np.mean(speech[voicing > 0.5] ** 2)) if np.any(voicing > 0.5) else 1.0
 
     for start, stop, kind in noises:                 # fricatives and stop bursts
@@ -324,12 +327,12 @@ def synthesize_bonafide(speaker: Speaker, rng: np.random.Generator, n: int, sr: 
         ir_t = np.arange(int(rt60 * sr)) / sr
         ir = rng.standard_normal(ir_t.size) * np.exp(-6.9 * ir_t / rt60)
         ir *= 10 ** (rng.uniform(-20, -10) / 20) / (np.sqrt(np.sum(ir ** 2)) + 1e-12)
-        speech = speech + fftconvolve(speech, ir)[:n]
+        speech = speech + signal.fftconvolve(speech, ir)[:n]
     rms = np.sqrt(np.mean(speech ** 2)) + 1e-12
     speech = speech + _pink_noise(rng, n) * rms * 10 ** (rng.uniform(-58, -42) / 20)   # room tone
-    speech = sosfilt(_butter(2, float(rng.integers(5, 13) * 10), "highpass", sr), speech)
+    speech = signal.sosfilt(_butter(2, float(rng.integers(5, 13) * 10), "highpass", sr), speech)
     if rng.random() < 0.6:                           # microphone / channel bandwidth
-        speech = sosfilt(_butter(6, float(rng.integers(60, 79) * 100), "lowpass", sr), speech)
+        speech = signal.sosfilt(_butter(6, float(rng.integers(60, 79) * 100), "lowpass", sr), speech)
     return speech / (np.sqrt(np.mean(speech ** 2)) + 1e-12) * 0.05
 
 
@@ -368,9 +371,8 @@ def lpc_analysis(wave: np.ndarray, order: int, sr: int, frame: int = 400, hop: i
 def estimate_pitch(wave: np.ndarray, sr: int, hop: int = HOP, fmin: float = 60.0,
                    fmax: float = 400.0) -> tuple[np.ndarray, np.ndarray]:
     """Return (F0 Hz, voiced bool) per hop-spaced frame: normalized autocorrelation of the 1 kHz low band."""
-    from scipy.signal import medfilt, sosfiltfilt
     frame = 2 * int(sr / fmin) + 2
-    low = sosfiltfilt(_butter(4, 1000.0, "lowpass", sr), wave)
+    low = signal.sosfiltfilt(_butter(4, 1000.0, "lowpass", sr), wave)
     win = np.hanning(frame)
     x = frame_signal(low, frame, hop)
     x = (x - x.mean(axis=1, keepdims=True)) * win
@@ -388,8 +390,8 @@ def estimate_pitch(wave: np.ndarray, sr: int, hop: int = HOP, fmin: float = 60.0
     f0 = sr / (lag + np.clip(shift, -1, 1))
     energy = np.mean(frame_signal(wave, frame, hop) ** 2, axis=1)
     voiced = (peak > 0.5) & (energy > energy.max() * 10 ** (-35 / 10))
-    voiced = medfilt(voiced.astype(float), 5) > 0.5
-    f0 = np.where(voiced, medfilt(f0, 5), 0.0)
+    voiced = signal.medfilt(voiced.astype(float), 5) > 0.5
+    f0 = np.where(voiced, signal.medfilt(f0, 5), 0.0)
     return f0, voiced
 
 
@@ -404,24 +406,36 @@ def _fill_unvoiced(f0: np.ndarray, voiced: np.ndarray, default: float = 120.0) -
 def _allpole_blocks(excitation: np.ndarray, a: np.ndarray, hop: int) -> np.ndarray:
     """Return `excitation` through 1/A(z), A (blocks, order+1) switching every `hop` samples; the filter
     state is rebuilt from the past outputs at each switch (direct form I), so no switching transient."""
-    from scipy.signal import lfilter
     order = a.shape[1] - 1
     j, i = np.meshgrid(np.arange(order), np.arange(order))
-    pick, valid = i + 1 + j, (i + 1 + j) <= order                  # zi[i] = -sum_j a[i+1+j]·y[n-1-j]
-    out = np.empty(excitation.size + order)
-    out[:order] = 0.0                                              # out[order + n] is y[n]
+    pick = i + 1 + j                                               # zi[i] = -sum_j a[i+1+j]·y[n-1-j]
+    state = np.where(pick <= order, np.pad(a, ((0, 0), (0, order)))[:, pick], 0.0)   # (blocks, order, order)
+    out = np.zeros(excitation.size + order)                        # out[order + n] is y[n]
     for b in range(-(-excitation.size // hop)):
         lo, hi = b * hop, min(excitation.size, (b + 1) * hop)
-        ab = a[min(b, a.shape[0] - 1)]
-        past = out[lo:lo + order][::-1]                            # y[lo-1], y[lo-2], ...
-        zi = -np.sum(np.where(valid, ab[np.minimum(pick, order)], 0.0) * past[None, :], axis=1)
-        out[order + lo:order + hi] = lfilter([1.0], ab, excitation[lo:hi], zi=zi)[0]
+        k = min(b, a.shape[0] - 1)
+        zi = -state[k] @ out[lo:lo + order][::-1]                  # from y[lo-1], y[lo-2], ...
+        out[order + lo:order + hi] = signal.lfilter([1.0], a[k], excitation[lo:hi], zi=zi)[0]
     return out[order:]
 
 
+def time_varying_filter(x: np.ndarray, responses: np.ndarray, hop: int, frame: int) -> np.ndarray:
+    """Return `x` filtered by frequency responses (frames, n_fft/2+1), one per frame centred on each
+    multiple of `hop`: Hann-windowed frames (`frame` a multiple of 2·hop) are convolved in the zero-padded
+    FFT domain (n_fft = 2·frame) and overlap-added. Exact when each impulse response is shorter than `frame`."""
+    n_fft, lead = 2 * frame, frame // hop            # `lead` frames of zeros before x complete the window sum
+    frames = frame_signal(np.pad(x, (frame, frame)), frame, hop) * np.hanning(frame + 1)[:-1]  # periodic Hann
+    rows = np.clip(np.arange(frames.shape[0]) - lead, 0, responses.shape[0] - 1)
+    filtered = np.fft.irfft(np.fft.rfft(frames, n_fft, axis=1) * responses[rows], n_fft, axis=1)
+    out = np.zeros((frames.shape[0] - 1) * hop + n_fft)
+    for r in range(n_fft // hop):                    # add each hop-long slice of all frames at once
+        out[r * hop:r * hop + frames.shape[0] * hop] += filtered[:, r * hop:(r + 1) * hop].reshape(-1)
+    start = frame // 2 + frame
+    return out[start:start + x.size] * (2.0 * hop / frame)     # periodic Hann at hop = frame/4 sums to 2
+
+
 def _deemphasis(x: np.ndarray, coef: float = 0.97) -> np.ndarray:
-    from scipy.signal import lfilter
-    return lfilter([1.0], [1.0, -coef], x)
+    return signal.lfilter([1.0], [1.0, -coef], x)
 
 
 # ----------------------------------------------------------------------------- the spoofing systems
@@ -480,7 +494,7 @@ def spoof_griffinlim(wave: np.ndarray, rng: np.random.Generator, sr: int) -> np.
     mag = np.abs(stft(wave, n_fft, hop)).T                                       # (bins, frames)
     log_mel = np.log(mel @ mag + 1e-5)
     log_mel[:, 1:-1] = 0.25 * log_mel[:, :-2] + 0.5 * log_mel[:, 1:-1] + 0.25 * log_mel[:, 2:]  # TTS over-smoothing
-    linear = np.maximum(pinv @ np.exp(log_mel), 0.0) ** rng.uniform(1.2, 1.5)
+    linear = np.maximum(pinv @ np.exp(log_mel), 0.0) ** rng.uniform(1.0, 1.3)
     return griffin_lim(linear.T, n_fft, hop, wave.size, int(rng.integers(8, 25)), rng)
 
 
@@ -526,18 +540,17 @@ def spoof_sinusoidal(wave: np.ndarray, rng: np.random.Generator, sr: int) -> np.
     amp = 2 * gain[:, None] * np.sqrt(f0_track[:, None] / sr) / (a_resp * de_emph + 1e-9)
     amp = (amp * (omega < 2 * np.pi * 0.475) * voiced[:, None]).T                  # (K, frames)
     amp = amp * np.exp(1j * rng.uniform(0, 2 * np.pi, size=n_harm))[:, None]      # fixed random phases
-    pos = np.arange(n) / HOP                                                      # frame position per sample
-    i0 = np.minimum(pos.astype(int), frames - 1)
-    i1, frac = np.minimum(i0 + 1, frames - 1), pos - i0
-    harmonic = np.empty(n)
-    for lo in range(0, n, 4096):                       # 4096 samples at a time
-        sl = slice(lo, min(n, lo + 4096))
-        coef = (1 - frac[sl]) * amp[:, i0[sl]] + frac[sl] * amp[:, i1[sl]]       # (K, chunk)
-        z = np.exp(1j * phase[sl])
-        acc = np.zeros(z.size, dtype=complex)
-        for h in range(n_harm - 1, -1, -1):            # Horner: sum_h coef_h · z^(h+1)
-            acc = (acc + coef[h]) * z
-        harmonic[sl] = acc.real
+    n_hops = -(-n // HOP)                              # samples in hop j: frames j and j+1 crossfade
+    z = np.exp(1j * np.pad(phase, (0, n_hops * HOP - n))).reshape(n_hops, HOP)
+    here, after = amp[:, :n_hops], amp[:, np.minimum(np.arange(1, n_hops + 1), frames - 1)]
+    acc_here, acc_after = np.zeros_like(z), np.zeros_like(z)
+    for h in range(n_harm - 1, -1, -1):                # Horner: sum_h coef_h · z^(h+1)
+        acc_here += here[h][:, None]
+        acc_here *= z
+        acc_after += after[h][:, None]
+        acc_after *= z
+    frac = np.arange(HOP) / HOP
+    harmonic = ((1 - frac) * acc_here.real + frac * acc_after.real).reshape(-1)[:n]
     noise_gain = np.repeat(np.where(voiced, 0.15, 1.0) * gain, HOP)[:n]
     noise = _deemphasis(_allpole_blocks(rng.standard_normal(n) * noise_gain, a, HOP))
     return harmonic + noise
@@ -552,7 +565,7 @@ def _mdct_basis(half: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def spoof_codec(wave: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
-    """Return a low-bit-rate transform-codec round trip: 512-point MDCT, band-limited to 4–7 kHz, per-band
+    """Return a low-bit-rate transform-codec round trip: 512-point MDCT, band-limited to 4.5–7.5 kHz, per-band
     scale factors in 1.5 dB steps, few bits per coefficient (quiet bands get none: spectral holes)."""
     half = 256
     basis, win = _mdct_basis(half)
@@ -562,12 +575,12 @@ def spoof_codec(wave: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarr
     idx = np.arange(n_frames)[:, None] * half + np.arange(2 * half)[None, :]
     coef = (padded[idx] * win) @ basis.T                                          # (frames, half)
     freqs = (np.arange(half) + 0.5) * sr / (2 * half)
-    coef[:, freqs > rng.uniform(4000, 7000)] = 0.0
+    coef[:, freqs > rng.uniform(4500, 7500)] = 0.0
     edges = [0, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256]
     band_db = np.stack([10 * np.log10(np.mean(coef[:, lo:hi] ** 2, axis=1) + 1e-20)
                         for lo, hi in zip(edges[:-1], edges[1:])], axis=1)       # (frames, bands)
-    base_bits = rng.uniform(2.5, 4.0)
-    bits = np.clip(np.round(base_bits + (band_db - band_db.max(axis=1, keepdims=True)) / 6.02), 0, 6)
+    base_bits = rng.uniform(4.0, 5.5)                 # bits of the loudest band; one fewer per 9 dB below it
+    bits = np.clip(np.round(base_bits + (band_db - band_db.max(axis=1, keepdims=True)) / 9.0), 0, 6)
     for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         peak = np.max(np.abs(coef[:, lo:hi]), axis=1) + 1e-20
         scale = 2.0 ** (np.ceil(np.log2(peak) * 4) / 4)                           # 1.5 dB steps
@@ -579,6 +592,12 @@ def spoof_codec(wave: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarr
     for j in range(n_frames):
         out[j * half:j * half + 2 * half] += frames[j]
     return out[half:half + n]
+
+
+def output_stage(wave: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
+    """Return a spoof after the DC-blocking high-pass (50-120 Hz) that recordings also get from the
+    microphone, so that the lowest band alone does not give a resynthesis away."""
+    return signal.sosfilt(_butter(2, float(rng.integers(5, 13) * 10), "highpass", sr), wave)
 
 
 SPOOFERS = {"griffinlim": spoof_griffinlim, "lpc": spoof_lpc, "codec": spoof_codec,
@@ -597,7 +616,6 @@ def normalize_loudness(wave: np.ndarray, dbfs: float, peak: float = 0.97) -> np.
 
 def write_wav_atomic(path: Path, wave: np.ndarray, sr: int) -> None:
     """Write 16-bit PCM WAV to a temporary name beside `path`, then rename it into place."""
-    import soundfile as sf
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + PARTIAL_SUFFIX)
     sf.write(str(tmp), wave, sr, subtype="PCM_16", format="WAV")
@@ -616,19 +634,33 @@ def utterance_waves(cfg: DemoConfig, utt: Utterance) -> tuple[np.ndarray, np.nda
     speaker = make_speaker(cfg.seed, utt.speaker)
     bona = synthesize_bonafide(speaker, np.random.default_rng([cfg.seed, 2, utt.speaker, utt.index]),
                                utt.n_samples, cfg.sample_rate)
-    spoof = SPOOFERS[utt.system](bona, np.random.default_rng([cfg.seed, 3, utt.speaker, utt.index]),
-                                 cfg.sample_rate)
+    rng = np.random.default_rng([cfg.seed, 3, utt.speaker, utt.index])
+    spoof = output_stage(SPOOFERS[utt.system](bona, rng, cfg.sample_rate), rng, cfg.sample_rate)
     levels = np.random.default_rng([cfg.seed, 4, utt.speaker, utt.index]).uniform(
         -cfg.loudness_spread_db, cfg.loudness_spread_db, size=2) + cfg.loudness_dbfs
     return normalize_loudness(bona, levels[0]), normalize_loudness(spoof, levels[1])
 
 
+def _one_math_thread():
+    """Return a context manager holding numpy's BLAS to one thread (no oversubscription, same bytes
+    for any number of workers); a no-op where threadpoolctl (a scikit-learn dependency) is missing."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def _init_worker() -> None:
+    """Pool initializer: one math thread for the worker's lifetime."""
+    _one_math_thread().__enter__()
+
+
 def _make_utterance(job: tuple[DemoConfig, Utterance, str, list[str]]) -> int:
     """Synthesize one utterance and write its missing files (given relative to `folder`); return how many."""
     cfg, utt, folder, missing = job
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(1):
-        bona, spoof = utterance_waves(cfg, utt)
+    bona, spoof = utterance_waves(cfg, utt)
     for rel in missing:
         wave = spoof if "/bonafide/" not in rel else bona
         write_wav_atomic(Path(folder) / rel, wave, cfg.sample_rate)
@@ -673,18 +705,19 @@ fricative noise (s, sh, f), stop closures and bursts; pauses between words; some
 spoof ({len(clips) - n_bona} clips, audio/<system>/<speaker>_u<NNN>_<system>.wav): each bonafide utterance
 resynthesized by one vocoder-style system (cycled within each speaker):
   griffinlim  ({per_system['griffinlim']}) 80-band magnitude mel spectrogram, smoothed in time, pseudo-inverted and
-              sharpened, phase rebuilt by 8-24 Griffin-Lim iterations (Tacotron-era TTS).
+              sharpened (power 1-1.3), phase rebuilt by 8-24 Griffin-Lim iterations (Tacotron-era TTS).
   lpc         ({per_system['lpc']}) LPC-10-style source-filter resynthesis: order-16 all-pole filter per 10 ms
               frame, impulse train at the estimated pitch or white noise; no jitter or shimmer.
-  codec       ({per_system['codec']}) low-bit-rate transform-codec round trip: MDCT, band limit 4-7 kHz, coarse
+  codec       ({per_system['codec']}) low-bit-rate transform-codec round trip: MDCT, band limit 4.5-7.5 kHz, coarse
               per-band quantization that leaves spectral holes.
   sinusoidal  ({per_system['sinusoidal']}) harmonic-plus-noise vocoder: harmonics of the smoothed pitch track with
               LPC-envelope amplitudes and fixed random phases, LPC-shaped noise elsewhere.
+Every spoof then passes the same kind of 50-120 Hz high-pass as the bonafide microphone.
 
 manifest.csv: file,label,system,speaker (file relative to this folder; system empty for bonafide).
 It has no split column on purpose: spec2img splits by speaker, so an utterance and its spoofed
 version never land in different splits. Convert with
-    python -m spec2img {'<this folder>'} --out images --dataset auto
+    python -m spec2img <this folder> --out images --dataset auto
 """
 
 
@@ -714,7 +747,6 @@ def _folder_state(folder: Path, cfg: DemoConfig, overwrite: bool, log) -> None:
 
 def _is_complete(path: Path, n_samples: int) -> bool:
     """Return True when `path` is a readable WAV of exactly `n_samples` frames."""
-    import soundfile as sf
     try:
         return path.is_file() and sf.info(str(path)).frames == n_samples
     except Exception:
@@ -771,14 +803,19 @@ def generate_corpus(folder: Path, cfg: DemoConfig = DemoConfig(), workers: int =
     _write_text_atomic(folder / README_FILE, readme_text(cfg, clips))
     manifest.unlink(missing_ok=True)                 # written last: its presence means "complete"
     n_workers = min(len(jobs), workers if workers > 0 else (os.cpu_count() or 1))
-    log(f"synthesizing {sum(len(j[3]) for j in jobs)} of {len(clips)} synthetic clips "
-        f"({len(jobs)} utterances) into {folder} with {max(n_workers, 1)} worker(s)")
+    if not jobs:
+        log(f"synthetic demo corpus in {folder}: every clip present, rewriting {MANIFEST}")
+    else:
+        log(f"synthesizing {sum(len(j[3]) for j in jobs)} of {len(clips)} synthetic clips "
+            f"({len(jobs)} utterances) into {folder} with {max(n_workers, 1)} worker(s)")
     start = time.perf_counter()
     if n_workers <= 1:
-        written = sum(_progress(map(_make_utterance, jobs), len(jobs)))
+        with _one_math_thread():
+            written = sum(_progress(map(_make_utterance, jobs), len(jobs)))
     else:
         import multiprocessing as mp
-        with mp.get_context("fork" if sys.platform.startswith("linux") else "spawn").Pool(n_workers) as pool:
+        context = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        with context.Pool(n_workers, initializer=_init_worker) as pool:
             written = sum(_progress(pool.imap_unordered(_make_utterance, jobs, chunksize=2), len(jobs)))
     _write_text_atomic(manifest, text)
     summary.update(written=written, seconds=time.perf_counter() - start)

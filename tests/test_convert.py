@@ -1,6 +1,7 @@
 """Conversion stage: PNG tree, manifest, spec.json, resume, bad files, settings guard, shards, augmentation."""
 import csv
 import json
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import soundfile as sf
 from audiogen import write_tone
 from PIL import Image
 
-from spec2img import SpecConfig
+from spec2img import SpecConfig, convert
 from spec2img.augment import add_noise, augment_wave, pitch_shift, time_stretch, variant_params
 from spec2img.convert import (ConvertOptions, OutputFolderError, convert_rows, png_is_valid, shard_of)
 from spec2img.manifest import COLUMNS, CONTRACT_COLUMNS, read_rows
@@ -64,7 +65,7 @@ def test_converts_a_small_dataset(tmp_path):
     assert set(m) == {r.clip_id for r in rows}
     r3 = m["clip3"]
     assert (r3["label"], r3["split"], r3["system"], r3["speaker"], r3["status"]) == ("spoof", "train", "A07", "spk0", "ok")
-    assert r3["image"] == "train/spoof/clip3.png" and Path(r3["path"]) == rows[3].path.resolve()
+    assert r3["image"] == "train/spoof/clip3.png" and Path(r3["path"]) == rows[3].path.absolute()
     assert float(r3["duration"]) == pytest.approx(0.8) and r3["sample_rate"] == "16000" and r3["channels"] == "1"
     assert float(r3["peak_dbfs"]) == pytest.approx(20 * np.log10(0.3), abs=0.2)
     spec = json.loads((out / "spec.json").read_text())
@@ -174,9 +175,11 @@ def test_shards_together_equal_one_run(tmp_path):
     assert sorted(sum(ids, [])) == sorted(r.clip_id for r in rows) and [len(i) for i in ids] == [3, 2, 2]
 
 
-def test_pool_of_workers_gives_the_same_images(tmp_path):
+@pytest.mark.parametrize("start", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])  # spawn: macOS, or torch loaded
+def test_pool_of_workers_gives_the_same_images(tmp_path, monkeypatch, start):
     rows = make_rows(tmp_path, n=8)
     run(rows, tmp_path / "one")
+    monkeypatch.setattr(convert, "_pool_context", lambda: multiprocessing.get_context(start))
     run(rows, tmp_path / "two", opts=ConvertOptions(workers=2, progress=False))
     assert pngs(tmp_path / "one") == pngs(tmp_path / "two")
 

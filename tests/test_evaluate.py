@@ -1,0 +1,232 @@
+"""classify.evaluate end to end on a tiny images folder and a run trained for one epoch on the CPU."""
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from audiogen import write_tone
+from spec2img.audio import load_audio
+from spec2img.config import SpecConfig, save_spec
+from spec2img.features import clip_to_image
+from spec2img.manifest import CONTRACT_COLUMNS
+
+TINY_SPEC = SpecConfig(sample_rate=8000, duration=0.5, n_mels=16, n_fft=128, win_length=128, hop_length=80)
+N_PER_CLASS = {"train": 8, "val": 6, "test": 6}
+
+
+def _clip_rows(root: Path):
+    """Yield (clip_id, wav path, label, split, system, condition): low tones bona fide, high tones spoof."""
+    rng = np.random.default_rng(0)
+    for split, n in N_PER_CLASS.items():
+        for label in ("bonafide", "spoof"):
+            for i in range(n):
+                freq = (250 + 40 * i) if label == "bonafide" else (2500 + 90 * i)
+                clip_id = f"{split}_{label}_{i}"
+                path = write_tone(root / "audio" / f"{clip_id}.wav", seconds=0.6 + 0.1 * rng.random(), sr=8000,
+                                  freq=freq)
+                system = f"A0{1 + i % 2}" if label == "spoof" else ""
+                yield clip_id, path, label, split, system, f"C{1 + i % 2}"
+
+
+def build_images(root: Path) -> Path:
+    """Return an images folder (spec.json, manifest.csv, <split>/<label>/<id>.png) made with TINY_SPEC."""
+    images = root / "images"
+    doc = TINY_SPEC.to_dict()
+    doc["source"] = {"root": str(root / "audio"), "layout": "folders"}
+    save_spec(TINY_SPEC, images)
+    (images / "spec.json").write_text(json.dumps(doc, indent=2))
+    rows = []
+    for clip_id, path, label, split, system, cond in _clip_rows(root):
+        wave, info = load_audio(path, TINY_SPEC.sample_rate)
+        rel = f"{split}/{label}/{clip_id}.png"
+        (images / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(clip_to_image(wave, TINY_SPEC), mode="L").save(images / rel)
+        rows.append([clip_id, str(path), label, split, system, "", cond, f"{info.duration:.3f}",
+                     str(info.sample_rate), str(info.channels), "ok", rel])
+    with open(images / "manifest.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(CONTRACT_COLUMNS)
+        w.writerows(rows)
+    return images
+
+
+def build_run(root: Path, steps: int = 40) -> Path:
+    """Return a run folder as classify.train leaves it (model.safetensors + model.json via model_io.save_model,
+    config.json, history.csv): a simple_cnn fitted for a few full-batch steps on build_images' train split."""
+    import torch
+    from classify.archs import IMAGENET_MEAN, IMAGENET_STD, build_model, builder_settings
+    from classify.model_io import images_to_input, save_model
+    images = build_images(root)
+    spec = json.loads((images / "spec.json").read_text())
+    description = {"arch": "simple_cnn", "classes": ["bonafide", "spoof"], "spoof_index": 1,
+                   "input": {"height": TINY_SPEC.n_mels, "width": TINY_SPEC.frames, "channels": 3},
+                   "normalize": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}, "spec": spec,
+                   "pretrained": False, "builder": builder_settings("simple_cnn")}
+    pngs = sorted((images / "train").glob("*/*.png"))
+    x = images_to_input(np.stack([np.asarray(Image.open(p)) for p in pngs]), description, "cpu")
+    y = torch.tensor([p.parent.name == "spoof" for p in pngs], dtype=torch.long)
+    torch.manual_seed(0)
+    model = build_model(description["builder"])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    run = root / "runs" / "simple_cnn-20250101-000000"
+    save_model(run, model.eval(), description)
+    (run / "config.json").write_text(json.dumps({"images": str(images.resolve()), "settings": {"balance": "weights"},
+                                                 "spec": spec}))
+    (run / "history.csv").write_text("epoch,train_loss,valid_loss,accuracy,roc_auc,eer,time\n"
+                                     "0,0.7,0.6,0.6,0.7,0.3,1\n1,0.5,0.4,0.8,0.9,0.1,1\n")
+    return run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return build_run(tmp_path_factory.mktemp("evalrun"))
+
+
+@pytest.fixture(scope="module")
+def evaluated(run):
+    from classify.evaluate import EvalSettings, evaluate_run
+    return evaluate_run(run, EvalSettings(top_k=4), log=lambda *a: None)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_output_is_written(run, evaluated):
+    for name in ("scores-test.csv", "scores.csv", "scores-test.txt", "scores-val.csv", "scores-val.txt",
+                 "thresholds.json", "metrics.json", "report.html", "confusion_matrix-test.png", "top_losses-test.png",
+                 "roc-test.png", "det-test.png", "precision_recall-test.png", "score_histogram-test.png",
+                 "per_attack_eer-test.png", "per_condition_eer-test.png", "training_curves.png"):
+        assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    for png in run.glob("*-test.png"):
+        with Image.open(png) as im:
+            assert im.size[0] > 100 and im.size[1] > 100, png
+    assert not list(run.glob("*.tmp")) and not list(run.glob("*.tmp.png"))
+    assert (run / "scores.csv").read_text() == (run / "scores-test.csv").read_text()
+    rows = read_csv(run / "scores-test.csv")
+    assert len(rows) == 2 * N_PER_CLASS["test"]
+    assert list(rows[0]) == ["clip_id", "path", "label", "system", "condition", "spoof_prob", "score", "pred"]
+    assert all(Path(r["path"]).is_file() for r in rows)
+    txt = (run / "scores-test.txt").read_text().splitlines()
+    assert len(txt) == len(rows)
+    first = txt[0].split()
+    assert len(first) == 4 and first[2] in ("bonafide", "spoof")
+    assert {line.split()[1] for line in txt if line.split()[2] == "bonafide"} == {"-"}
+
+
+def test_threshold_is_chosen_on_val_and_applied_unchanged_to_test(run, evaluated):
+    from classify.thresholds import choose_threshold
+    t = json.loads((run / "thresholds.json").read_text())
+    assert t["split"] == "val" and t["rule"] == "eer"
+    val = read_csv(run / "scores-val.csv")
+    assert {r["clip_id"].split("_")[0] for r in val} == {"val"}
+    p_val = np.array([float(r["spoof_prob"]) for r in val])
+    y_val = np.array([r["label"] == "spoof" for r in val], int)
+    assert t["spoof_prob_threshold"] == pytest.approx(choose_threshold(p_val, y_val, "eer"), rel=1e-6)
+    for r in read_csv(run / "scores-test.csv"):
+        expected = "spoof" if float(r["spoof_prob"]) >= t["spoof_prob_threshold"] else "bonafide"
+        assert r["pred"] == expected
+        assert (float(r["score"]) >= t["score_threshold"]) == (r["pred"] == "bonafide")
+
+
+def test_metrics_json_agrees_with_scores_csv(run, evaluated):
+    from classify import metrics as M
+    m = json.loads((run / "metrics.json").read_text())
+    rows = read_csv(run / "scores.csv")
+    score = np.array([float(r["score"]) for r in rows])
+    y = np.array([r["label"] == "spoof" for r in rows], int)
+    prob = np.array([float(r["spoof_prob"]) for r in rows])
+    assert m["metrics"]["eer"]["value"] == pytest.approx(M.compute_eer(score[y == 0], score[y == 1])[0], abs=1e-6)
+    assert "ASVspoof" in m["metrics"]["eer"]["formula"]
+    assert m["metrics"]["roc_auc"]["value"] == pytest.approx(M.roc_auc(y, -score), abs=1e-6)
+    for key, thr in (("at_0.5", 0.5), ("at_tuned_threshold", m["threshold"]["spoof_prob_threshold"])):
+        c = M.confusion_counts(y, prob >= thr)
+        assert m[key]["confusion"] == c
+        assert m[key]["accuracy"]["value"] == pytest.approx(M.accuracy(c))
+    assert m["metrics"]["min_tdcf_legacy"]["value"] is None
+    assert "asvspoof2019" in m["metrics"]["min_tdcf_legacy"]["reason"]
+    assert set(m["per_attack"]) == {"A01", "A02"} and set(m["per_condition"]) == {"C1", "C2"}
+    assert m["llr"]["prior_bonafide"] == 0.5
+    for entry in m["metrics"].values():
+        assert entry["formula"]
+
+
+def test_report_embeds_everything(run, evaluated):
+    page = (run / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert page.count("<audio controls") == 4
+    assert page.count("data:audio/wav;base64,") == 4
+    assert page.count("data:image/png;base64,") >= 4 + 8
+    for name in ("eer", "min_dcf", "act_dcf", "cllr", "roc_auc", "A01", "A02"):
+        assert name in page
+
+
+def test_one_class_split_is_reported_not_crashed(run, evaluated, tmp_path):
+    from classify.evaluate import EvalSettings, evaluate_run
+    cfg = json.loads((run / "config.json").read_text())
+    images = tmp_path / "images"
+    shutil.copytree(cfg["images"], images)
+    shutil.rmtree(images / "test" / "spoof")
+    out = tmp_path / "run"
+    shutil.copytree(run, out, symlinks=True)
+    result = evaluate_run(out, EvalSettings(images=images, top_k=2), log=lambda *a: None)
+    assert result["counts"]["test"] == {"bonafide": 6, "spoof": 0}
+    for name in ("eer", "roc_auc", "min_dcf", "act_dcf", "cllr"):
+        assert result["metrics"][name]["value"] is None
+        assert "no spoof" in result["metrics"][name]["reason"]
+    assert result["at_tuned_threshold"]["accuracy"]["value"] is not None
+    assert result["at_tuned_threshold"]["recall"]["value"] is None
+    assert (out / "report.html").is_file() and not (out / "roc-test.png").exists()
+    assert any("one class" in n for n in result["notes"])
+
+
+def _error(argv, capsys):
+    from classify.evaluate import main
+    assert main(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_missing_weights_message(run, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
+    (out / "model.safetensors").unlink()
+    err = _error([str(out)], capsys)
+    assert "has no model.safetensors" in err and "make train" in err
+
+
+def test_spec_mismatch_message(run, tmp_path, capsys):
+    cfg = json.loads((run / "config.json").read_text())
+    images = tmp_path / "images"
+    shutil.copytree(cfg["images"], images)
+    spec = json.loads((images / "spec.json").read_text())
+    spec["n_mels"] = 32
+    (images / "spec.json").write_text(json.dumps(spec))
+    err = _error([str(run), "--images", str(images)], capsys)
+    assert "n_mels: 16 for the run, 32 in the images" in err
+
+
+def test_missing_split_message(run, capsys):
+    err = _error([str(run), "--split", "eval"], capsys)
+    assert "eval" in err and "splits present" in err and "test" in err
+
+
+def test_several_runs_are_aggregated(run, evaluated, tmp_path, capsys):
+    from classify.evaluate import main
+    runs = tmp_path / "runs"
+    for k in range(2):
+        shutil.copytree(run, runs / f"simple_cnn-s{k}")
+    assert main([str(runs / "simple_cnn-s0"), str(runs / "simple_cnn-s1"), "--top-k", "1"]) == 0
+    agg = json.loads((runs / "aggregate-simple_cnn-2seeds.json").read_text())
+    assert agg["metrics"]["eer"]["n"] == 2 and agg["metrics"]["eer"]["std"] == pytest.approx(0.0, abs=1e-12)
+    assert agg["metrics"]["eer"]["mean"] == pytest.approx(evaluated["metrics"]["eer"]["value"])
+    assert "tuned/f1" in agg["metrics"] and "0.5/f1" in agg["metrics"]
+    assert "aggregate over 2 runs" in capsys.readouterr().out
