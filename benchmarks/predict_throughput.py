@@ -24,25 +24,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from benchmarks.convert_throughput import make_corpus
 from classify import model_io, predict
-from classify.archs import IMAGENET_MEAN, IMAGENET_STD, build_model, builder_settings
+from classify.archs import build_model
+from classify.train import TrainConfig, model_description
 from spec2img.config import SpecConfig
 from spec2img.convert import ConvertOptions, convert_rows
 from spec2img.features import clip_to_image
-from spec2img.rows import LABELS, ClipRow
+from spec2img.rows import ClipRow
 
 OUT = Path(__file__).resolve().parent / "out"
 
 
 def make_run(folder: Path, arch: str, spec: SpecConfig) -> Path:
     """Return a run folder holding `arch` with random weights, as classify.train would save it."""
-    h, w = spec.image_shape
-    description = {"arch": arch, "classes": list(LABELS), "spoof_index": 1,
-                   "input": {"height": h, "width": w, "channels": 3},
-                   "normalize": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-                   "spec": spec.to_dict(), "pretrained": False, "builder": builder_settings(arch)}
+    description = model_description(TrainConfig(arch=arch, pretrained=False), spec.to_dict(), spec.image_shape)
     run = folder / f"{arch}-bench"
     model_io.save_model(run, build_model(description["builder"], pretrained=False).eval(), description)
     return run
@@ -88,8 +86,9 @@ def bench_halves(files: list[Path], run: Path, bs: int) -> tuple[float, float, i
     images: list[np.ndarray] = []
 
     def front_end():
-        for path in files:
-            images.extend(clip_to_image(w, spec) for _, w in predict.iter_file_windows(path, spec))
+        with threadpool_limits(limits=1, user_api="blas"):     # as predict.score_files does
+            for path in files:
+                images.extend(clip_to_image(w, spec) for _, w in predict.iter_file_windows(path, spec))
     front = timed(front_end)
     batch = np.stack(images)
     model_io.predict_logits(model, batch[:2], description, "cpu", bs)

@@ -3,10 +3,10 @@
 Two paths build fastai `DataLoaders` whose batches are the model input described in
 `classify.model_io` (float (B,3,H,W), ImageNet-normalized replicated grayscale):
 - "memory" (the fast path): every PNG is decoded once, in parallel threads, into one uint8
-  tensor (N,1,H,W) kept on the GPU when it fits there (else in pinned host memory; on a CPU-only
-  machine in ordinary memory). A batch is one `index_select` on that tensor; the shuffled
-  indices go to the device once per epoch; augmentation runs as batch transforms on the
-  device. No worker processes, no per-item Python, no per-batch host synchronization.
+  tensor (N,1,H,W) kept on the GPU when it fits there (else in host memory, each batch gathered
+  into pinned memory and copied asynchronously). A batch is one `index_select` on that tensor;
+  the shuffled indices go to the device once per epoch; augmentation runs as batch transforms on
+  the device. No worker processes, no per-item Python, no per-batch host synchronization.
 - "datablock" (the classic fastai idiom): a `DataBlock` of `ImageBlock(cls=PILImageBW)` and
   `CategoryBlock` split by grandparent folder, streaming PNGs from disk with bounded memory
   and the same batch transforms. Used when the images would not fit in memory, or on request.
@@ -214,9 +214,7 @@ class ImageTensors(torch.utils.data.Dataset):
         return self.images[i], self.labels[i]
 
     def to(self, device) -> "ImageTensors":
-        """Return the same images held on `device` ("cuda", "cpu", or "pinned" for page-locked host memory)."""
-        if str(device) == "pinned":
-            return ImageTensors(self.images.pin_memory(), self.labels.pin_memory(), self.paths, self.vocab)
+        """Return the same images held on `device`."""
         return ImageTensors(self.images.to(device), self.labels.to(device), self.paths, self.vocab)
 
     def new_empty(self) -> "ImageTensors":
@@ -350,12 +348,21 @@ class TensorBatchDL(DataLoader):
     def create_batches(self, samps):
         idxs = torch.as_tensor(list(samps), dtype=torch.long)
         images, labels = self.dataset.images, self.dataset.labels
-        if images.device.type == "cuda":  # one pinned, asynchronous copy of the epoch's order
+        on_gpu = images.device.type == "cuda"
+        stage = not on_gpu and self.device is not None and torch.device(self.device).type == "cuda"
+        if on_gpu:  # one pinned, asynchronous copy of the epoch's order
             idxs = idxs.pin_memory().to(images.device, non_blocking=True)
         stop = len(idxs) - (len(idxs) % self.bs if self.drop_last else 0)
         for start in range(0, stop, self.bs):
             batch = idxs[start:start + self.bs]
-            yield images.index_select(0, batch), labels.index_select(0, batch)
+            if stage:  # host images, GPU training: gather into pinned memory, copy asynchronously
+                x = torch.empty((len(batch), *images.shape[1:]), dtype=images.dtype, pin_memory=True)
+                y = torch.empty((len(batch),), dtype=labels.dtype, pin_memory=True)
+                torch.index_select(images, 0, batch, out=x)
+                torch.index_select(labels, 0, batch, out=y)
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            else:
+                yield images.index_select(0, batch), labels.index_select(0, batch)
 
     def new(self, dataset=None, cls=None, **kwargs):
         same = dataset is None or dataset is self.dataset
@@ -367,18 +374,18 @@ class TensorBatchDL(DataLoader):
 
 
 def storage_for(n_bytes: int, device: torch.device) -> str:
-    """Return where the uint8 images should live: "cuda", "pinned" or "cpu"."""
+    """Return where the uint8 images should live: "cuda" when they fit in the GPU's share, else "cpu"."""
     if device.type != "cuda":
         return "cpu"
     free, _ = torch.cuda.mem_get_info(device)
-    return "cuda" if n_bytes <= GPU_FRACTION * free else "pinned"
+    return "cuda" if n_bytes <= GPU_FRACTION * free else "cpu"
 
 
 def memory_dataloaders(train: ImageTensors, valid: ImageTensors, bs: int, device: torch.device,
                        tfms: list, balance: str = "weights") -> DataLoaders:
     """Return DataLoaders over decoded images moved to the best storage for `device`."""
     storage = storage_for(train.images.numel() + valid.images.numel(), device)
-    train, valid = train.to(storage), valid.to(storage)
+    train, valid = train.to(storage), valid.to(storage)  # host storage + CUDA: batches staged through pinned memory
     wgts = None
     if balance == "sampler":
         counts = np.bincount(train.labels.cpu().numpy(), minlength=len(LABELS))
@@ -431,7 +438,7 @@ def class_weights(labels) -> list[float]:
 class DataSummary:
     """What was loaded and how: written to config.json."""
     loader: str                  # "memory" or "datablock"
-    storage: str                 # "cuda", "pinned", "cpu" (memory path) or "disk" (datablock)
+    storage: str                 # "cuda" or "cpu" (memory path; cpu + CUDA device = pinned staging) or "disk"
     image_shape: tuple           # (height, width) of the PNGs
     input_shape: tuple           # (height, width) fed to the model
     counts: dict                 # {split: {label: n}}

@@ -460,7 +460,9 @@ def evaluate_run(run_dir: Path, cfg: EvalSettings = EvalSettings(), log=print) -
         "at_tuned_threshold": threshold_metrics(test.label, test.spoof_prob, tuned),
         "at_0.5": threshold_metrics(test.label, test.spoof_prob, 0.5),
         "val": split_metrics(val, prior, (None, "not computed on val")),
+        "per_attack_formula": "EER (ASVspoof official) of each spoofing system's clips against ALL bona fide clips",
         "per_attack": M.per_attack_eer(test.score, test.label, test.system),
+        "per_condition_formula": "EER (ASVspoof official) of bona fide vs spoof clips within each condition",
         "per_condition": M.per_condition_eer(test.score, test.label, test.condition),
         "skipped_images": test.skipped + ([] if val is test else val.skipped),
     }
@@ -578,8 +580,8 @@ def main(argv=None) -> int:
     try:
         for run in runs:
             result = evaluate_run(run, cfg)
-            print(format_table(result))
-            print(f"report: {result['report']}")
+            print("\n" + format_table(result))
+            print(f"report: {Path(result['report']).resolve()}")
             results.append(result)
     except EvaluationError as e:
         print(f"classify.evaluate: error: {e}", file=sys.stderr)

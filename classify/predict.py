@@ -1,6 +1,7 @@
 """Score new audio files with a trained run: spoof probability, ASVspoof score and label per file.
 
     python -m classify.predict --run runs/latest AUDIO_OR_FOLDER... [--out scores.csv] [--format csv|json]
+                               [--bs 64] [--hop 0.5] [--device cpu|cuda] [--trust-pickle] [--no-progress]
 
 Every file goes through the run's own front end: the spectrogram settings saved in the run's
 `model.json` ("spec") and `spec2img.features.clip_to_image`, the function that made the training
@@ -52,6 +53,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from classify.model_io import bonafide_score, spoof_probability
 from spec2img.audio import AUDIO_EXTENSIONS, AudioError, load_audio, probe_audio
 from spec2img.config import SpecConfig
 from spec2img.features import SilentClipError, clip_to_image
@@ -95,7 +97,7 @@ class Predictor:
     arch: str = ""                                   # model architecture, for the report header
 
 
-# ---------------------------------------------------------------- windows and scores (pure numpy)
+# ---------------------------------------------------------------- windows and scores (numpy)
 
 def window_starts(total: int, window: int, hop: int, min_step: int = 1) -> list[int]:
     """Return the start samples of windows covering `total` samples: every `hop` from 0, plus one
@@ -108,20 +110,14 @@ def window_starts(total: int, window: int, hop: int, min_step: int = 1) -> list[
     return starts
 
 
-def softmax_spoof(logits: np.ndarray) -> np.ndarray:
-    """Return P(spoof) = softmax(logits)[:, 1] of float (N, 2) logits, computed stably."""
-    logits = np.asarray(logits, dtype=np.float64)
-    return 1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))
-
-
 def combine_windows(logits: np.ndarray, starts_s: Iterable[float]) -> dict:
     """Return spoof_prob and score of the mean of (W, 2) window logits, and the most-spoof window's
     probability and start (seconds)."""
     logits = np.asarray(logits, dtype=np.float64)
-    mean = logits.mean(axis=0, keepdims=True)
-    per_window = softmax_spoof(logits)
+    mean = logits.mean(axis=0, keepdims=True)                  # (1, 2)
+    per_window = spoof_probability(logits)
     worst = int(np.argmax(per_window))
-    return {"spoof_prob": float(softmax_spoof(mean)[0]), "score": float(mean[0, 0] - mean[0, 1]),
+    return {"spoof_prob": float(spoof_probability(mean)[0]), "score": float(bonafide_score(mean)[0]),
             "windows": int(len(logits)), "max_spoof_prob": float(per_window[worst]),
             "max_spoof_start": float(list(starts_s)[worst])}
 
@@ -315,7 +311,7 @@ def load_predictor(run_dir: Path, device: str | None = None, bs: int = 64, trust
     if threshold is None:
         log(f"notice: no tuned threshold ({source}); labelling spoof when spoof_prob >= {DEFAULT_THRESHOLD}. "
             f"Run `python -m classify.evaluate {run_dir}` to tune one on the validation split.")
-        threshold, source = DEFAULT_THRESHOLD, "default 0.5"
+        threshold, source = DEFAULT_THRESHOLD, "the default (no tuned threshold)"
     predictor.threshold, predictor.threshold_source = threshold, source
     return predictor
 
@@ -329,8 +325,9 @@ def _safetensors_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
     from classify import model_io
     try:
         model, description = model_io.load_model(run_dir, device=device)
-    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as error:
-        raise RunFolderError(f"cannot load the model in {run_dir}: {error}") from None
+    except Exception as error:    # unreadable JSON or weights, unknown builder, unusable device: all stop here
+        raise RunFolderError(f"cannot load the model in {run_dir} ({type(error).__name__}: "
+                             f"{str(error).strip()[:300]})") from None
     spec = _spec_from(description.get("spec"), run_dir / "model.json")
 
     def logits(images: np.ndarray) -> np.ndarray:
@@ -445,7 +442,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m classify.predict", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=doc.split("\n\n")[0],
-        epilog="Output columns:" + doc.split("Output columns")[1].split("Security:")[0]
+        epilog="Output columns" + doc.split("Output columns", 1)[1].split("Security:")[0]
         + "Security:" + doc.split("Security:")[1])
     parser.add_argument("inputs", nargs="+", type=Path, metavar="AUDIO_OR_FOLDER",
                         help="audio files and/or folders (walked recursively for " + " ".join(AUDIO_EXTENSIONS) + ")")
@@ -471,6 +468,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--hop {args.hop}: must be in (0, 1], a fraction of the window")
     if args.bs < 1:
         parser.error(f"--bs {args.bs}: must be at least 1")
+    if args.out is not None and args.out.is_dir():
+        parser.error(f"--out {args.out} is a folder: give a file name such as {args.out / 'scores.csv'}")
     return args
 
 

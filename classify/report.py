@@ -66,8 +66,10 @@ def metric_rows(metrics: dict) -> str:
     for name, m in metrics.items():
         if not isinstance(m, dict) or "formula" not in m:
             continue
-        value = _fmt(m.get("value")) if m.get("value") is not None else f"n/a: {m.get('reason', '')}"
-        rows.append(f"<tr><th>{_e(name)}</th><td class='num'>{_e(value)}</td><td>{_e(m['formula'])}</td></tr>")
+        v = m.get("value")
+        value = "n/a" if v is None else _fmt(v) + (f" ({100 * v:.2f} %)" if name == "eer" else "")
+        why = f"<em>not reported: {_e(m.get('reason', ''))}</em><br>" if v is None else ""
+        rows.append(f"<tr><th>{_e(name)}</th><td class='num'>{_e(value)}</td><td>{why}{_e(m['formula'])}</td></tr>")
     return "\n".join(rows)
 
 
@@ -145,7 +147,7 @@ def render_report(title: str, summary: list[tuple[str, str]], metrics: dict, tun
 <h1>{_e(title)}</h1>
 <table>{summary_html}</table>
 {notes_html}
-<h2>Metrics (threshold-free, and at the threshold tuned on val)</h2>
+<h2>Threshold-free metrics</h2>
 <table><tr><th>metric</th><th>value</th><th>formula / source</th></tr>
 {metric_rows(metrics)}
 </table>

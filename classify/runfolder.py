@@ -191,10 +191,13 @@ class tee_output:
         sys.stdout, sys.stderr = _Tee(sys.stdout, self.file), _Tee(sys.stderr, self.file)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         if hasattr(self, "saved"):
             for tee in (sys.stdout, sys.stderr):
                 tee.close_log()
+            if exc_type is not None:  # the error that ended the run belongs in its log too
+                import traceback
+                self.file.write("".join(traceback.format_exception(exc_type, exc, tb)))
             sys.stdout, sys.stderr = self.saved
             self.file.close()
         return False

@@ -150,8 +150,11 @@ class LateEarlyStopping(EarlyStoppingCallback):
 def train(cfg: TrainConfig, log=print) -> TrainResult:
     """Train per `cfg`, write the run folder (rank 0), and return where it is with the trained learner."""
     archs.get_arch(cfg.arch)  # an unknown name stops here, before any data is read
-    set_seed(cfg.seed, reproducible=True)
     device = default_device()
+    # bit-reproducible on the CPU; on CUDA seeded, but cuDNN autotuning (much faster) picks kernels per run
+    set_seed(cfg.seed, reproducible=device.type != "cuda")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     early = []  # what is printed before the run folder exists, copied into train.log
 
     def log_early(msg):

@@ -274,9 +274,19 @@ def manifest_row(row: ClipRow, status: str, k: int = 0, info=None, levels=("", "
 _WORKER: dict = {}   # per-process state set by init_worker: cfg, images, seed, thread limiter
 
 
-def init_worker(cfg_dict: dict, images: str, seed: int, in_pool: bool = True) -> None:
-    """Set up a worker: one math-library thread, the settings, the output folder; pool workers
-    ignore Ctrl-C (the parent stops the pool and keeps what is finished)."""
+def warm_up(cfg: SpecConfig, augment: bool) -> None:
+    """Import the libraries a worker needs and build the mel filter bank once (forked workers inherit
+    them instead of each paying seconds of imports on its first clip)."""
+    import cv2  # noqa: F401
+    from PIL import Image  # noqa: F401
+    clip_to_image(np.random.default_rng(0).standard_normal(cfg.n_samples).astype(np.float32), cfg)
+    if augment:
+        import librosa.effects  # noqa: F401
+
+
+def init_worker(cfg_dict: dict, images: str, seed: int, augment: bool = False, in_pool: bool = True) -> None:
+    """Set up a worker: one math-library thread, the settings, the output folder, warm libraries; pool
+    workers ignore Ctrl-C (the parent stops the pool and keeps what is finished)."""
     if in_pool:
         import signal
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -285,6 +295,7 @@ def init_worker(cfg_dict: dict, images: str, seed: int, in_pool: bool = True) ->
     from threadpoolctl import threadpool_limits   # pools already started (numpy's BLAS)
     _WORKER["limits"] = threadpool_limits(limits=1)
     _WORKER.update(cfg=SpecConfig.from_dict(cfg_dict), images=Path(images), seed=seed)
+    warm_up(_WORKER["cfg"], augment)
 
 
 def _reusable(previous: dict | None, relpath: str) -> bool:
@@ -355,10 +366,13 @@ class ProgressBar:
         self.start = self.last = time.perf_counter()
         self.tty = sys.stderr.isatty()
         self.done = 0
+        self.first: float | None = None        # when the first clip finished
 
     def update(self, n: int = 1) -> None:
         self.done += n
         now = time.perf_counter()
+        if self.first is None:
+            self.first = now
         if self.enabled and (now - self.last >= (0.2 if self.tty else 10.0) or self.done == self.total):
             self.last = now
             self._draw(now)
@@ -366,6 +380,8 @@ class ProgressBar:
     def _draw(self, now: float) -> None:
         elapsed = max(now - self.start, 1e-9)
         rate = self.done / elapsed
+        if self.first is not None and self.done > 1 and now > self.first:
+            rate = (self.done - 1) / (now - self.first)     # start-up time is not throughput
         left = (self.total - self.done) / rate if rate > 0 else 0
         filled = int(30 * self.done / self.total)
         text = (f"{self.label} [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
@@ -402,7 +418,7 @@ def _pool_context() -> mp.context.BaseContext:
 def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOptions) -> Iterable:
     """Yield convert_clip results, in this process (1 worker) or from a pool of processes."""
     workers = min(resolve_workers(opts.workers), max(1, len(tasks)))
-    args = (cfg.to_dict(), str(images), opts.seed)
+    args = (cfg.to_dict(), str(images), opts.seed, opts.augment > 0)
     if workers == 1:
         from threadpoolctl import threadpool_limits
         with threadpool_limits(limits=1):
@@ -411,7 +427,10 @@ def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOp
                 yield convert_clip(task)
         return
     chunksize = max(1, min(8, len(tasks) // (workers * 32)))   # small chunks: no straggler at the end
-    with _pool_context().Pool(workers, initializer=init_worker, initargs=args) as pool:
+    context = _pool_context()
+    if context.get_start_method() == "fork":
+        warm_up(cfg, opts.augment > 0)
+    with context.Pool(workers, initializer=init_worker, initargs=args) as pool:
         yield from pool.imap_unordered(convert_clip, tasks, chunksize=chunksize)
 
 

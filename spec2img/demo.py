@@ -156,7 +156,7 @@ def corpus_clips(cfg: DemoConfig) -> list[DemoClip]:
 # ----------------------------------------------------------------------------- bonafide synthesis
 
 def _raised_cosine_gate(n: int, segments: list[tuple[float, float, float]], sr: int, ramp: float) -> np.ndarray:
-    """Return a (n,) envelope that swells to `level` on each (start s, stop s, level) segment, with cosine ramps."""
+    """Return a (n,) envelope swelling to `level` on each (start s, stop s, level) segment, cosine ramps."""
     env = np.zeros(n, dtype=np.float64)
     for start, stop, level in segments:
         a, b = int(start * sr), min(n, int(stop * sr))
@@ -493,7 +493,8 @@ def spoof_griffinlim(wave: np.ndarray, rng: np.random.Generator, sr: int) -> np.
     mel, pinv = _mel_and_pinv(sr, n_fft, 80)
     mag = np.abs(stft(wave, n_fft, hop)).T                                       # (bins, frames)
     log_mel = np.log(mel @ mag + 1e-5)
-    log_mel[:, 1:-1] = 0.25 * log_mel[:, :-2] + 0.5 * log_mel[:, 1:-1] + 0.25 * log_mel[:, 2:]  # TTS over-smoothing
+    # the over-smoothed frames an acoustic model predicts
+    log_mel[:, 1:-1] = 0.25 * log_mel[:, :-2] + 0.5 * log_mel[:, 1:-1] + 0.25 * log_mel[:, 2:]
     linear = np.maximum(pinv @ np.exp(log_mel), 0.0) ** rng.uniform(1.0, 1.3)
     return griffin_lim(linear.T, n_fft, hop, wave.size, int(rng.integers(8, 25)), rng)
 
@@ -685,13 +686,15 @@ def readme_text(cfg: DemoConfig, clips: list[DemoClip]) -> str:
     n_bona = sum(c.label == "bonafide" for c in clips)
     return f"""SYNTHETIC DEMO CORPUS - not real speech, not real deepfakes.
 
-Made by `python -m spec2img.demo <this folder> --clips-per-class {cfg.clips_per_class} --speakers {cfg.speakers} --seed {cfg.seed}`
+Made by
+    python -m spec2img.demo <this folder> --clips-per-class {cfg.clips_per_class} --speakers {cfg.speakers} --seed {cfg.seed}
 (generator version {cfg.version}; settings in {SETTINGS_FILE}). Nothing here was recorded: every sample
 was computed from the seed, so the same command gives the same bytes. Use it to try the pipeline
 end to end; results on it say nothing about detecting real spoofed speech.
 
-{len(clips)} clips, 16-bit PCM WAV, mono, {cfg.sample_rate} Hz, {cfg.min_seconds:g}-{cfg.max_seconds:g} s each, RMS
-normalized to {cfg.loudness_dbfs:g} dBFS +/- {cfg.loudness_spread_db:g} dB (so loudness and duration give nothing away).
+{len(clips)} clips, 16-bit PCM WAV, mono, {cfg.sample_rate} Hz, {cfg.min_seconds:g}-{cfg.max_seconds:g} s each, RMS normalized
+to {cfg.loudness_dbfs:g} dBFS +/- {cfg.loudness_spread_db:g} dB; a spoof is exactly as long as its source, so neither
+loudness nor duration gives it away.
 
 bonafide ({n_bona} clips, audio/bonafide/<speaker>_u<NNN>.wav), {cfg.speakers} synthetic speakers
 (F.. higher-pitched, M.. lower-pitched, each with its own pitch, vocal-tract length, breathiness,

@@ -176,6 +176,8 @@ def test_one_class_split_is_reported_not_crashed(run, evaluated, tmp_path):
     images = tmp_path / "images"
     shutil.copytree(cfg["images"], images)
     shutil.rmtree(images / "test" / "spoof")
+    manifest = (images / "manifest.csv").read_text()
+    (images / "manifest.csv").write_text(manifest.replace(str(Path(cfg["images"]).parent / "audio"), "/moved/audio"))
     out = tmp_path / "run"
     shutil.copytree(run, out, symlinks=True)
     result = evaluate_run(out, EvalSettings(images=images, top_k=2), log=lambda *a: None)
@@ -187,6 +189,8 @@ def test_one_class_split_is_reported_not_crashed(run, evaluated, tmp_path):
     assert result["at_tuned_threshold"]["recall"]["value"] is None
     assert (out / "report.html").is_file() and not (out / "roc-test.png").exists()
     assert any("one class" in n for n in result["notes"])
+    page = (out / "report.html").read_text()
+    assert page.count("original audio not playable: /moved/audio/test_bonafide_") == 2 and "<audio" not in page
 
 
 def _error(argv, capsys):
@@ -230,3 +234,38 @@ def test_several_runs_are_aggregated(run, evaluated, tmp_path, capsys):
     assert agg["metrics"]["eer"]["mean"] == pytest.approx(evaluated["metrics"]["eer"]["value"])
     assert "tuned/f1" in agg["metrics"] and "0.5/f1" in agg["metrics"]
     assert "aggregate over 2 runs" in capsys.readouterr().out
+
+
+def test_min_tdcf_uses_the_organizers_asv_file(tmp_path):
+    from classify import metrics as M
+    from classify.evaluate import find_asv_scores, tdcf_entry
+    root = tmp_path / "LA"
+    asv = root / "ASVspoof2019_LA_asv_scores" / "ASVspoof2019.LA.asv.eval.gi.trl.scores.txt"
+    asv.parent.mkdir(parents=True)
+    asv.write_text("LA_0001 target 1\nLA_0001 target 2\nLA_0002 target 3\nLA_0002 target 4\n"
+                   "LA_0003 nontarget -4\nLA_0003 nontarget -3\nLA_0004 nontarget -2\nLA_0004 nontarget -1\n"
+                   "A07 spoof -0.5\nA08 spoof 0.5\nA09 spoof 5\nA10 spoof 6\n")
+    spec = {"source": {"root": str(root), "layout": "asvspoof2019"}}
+    assert find_asv_scores(spec, "test") == (asv, "")
+    path, why = find_asv_scores(spec, "val")
+    assert path is None and "asv.dev.gi.trl.scores.txt" in why
+    path, why = find_asv_scores({"source": {"root": str(root), "layout": "inthewild"}}, "test")
+    assert path is None and "inthewild" in why
+    e = tdcf_entry(np.array([3., 1]), np.array([0., 2]), asv, "")
+    assert e["value"] == pytest.approx(0.5) and "legacy" in e["formula"] and e["asv_scores"] == str(asv)
+    assert e["value"] == pytest.approx(M.min_tdcf_legacy([3., 1], [0., 2], [1., 2, 3, 4], [-4., -3, -2, -1],
+                                                         [-.5, .5, 5, 6]))
+    asv.write_text("LA_0001 target\n")
+    bad = tdcf_entry(np.array([3., 1]), np.array([0., 2]), asv, "")
+    assert bad["value"] is None and "line 1" in bad["reason"]
+
+
+def test_one_class_val_falls_back_to_half_with_a_note(tmp_path):
+    from classify.evaluate import EvalSettings, SplitScores, tune_threshold
+    val = SplitScores("val", ["a", "b"], np.array([0, 0]), [Path("a.png"), Path("b.png")], ["", ""], ["", ""],
+                      ["", ""], logits=np.array([[2.0, -1.0], [1.0, 0.0]], np.float32))
+    notes = []
+    t = tune_threshold(val, EvalSettings(), tmp_path, notes, log=lambda *a: None)
+    assert t["spoof_prob_threshold"] == 0.5 and "no spoof clips" in t["note"]
+    assert json.loads((tmp_path / "thresholds.json").read_text())["spoof_prob_threshold"] == 0.5
+    assert notes and "0.5" in notes[0]

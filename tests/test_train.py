@@ -96,20 +96,21 @@ def test_simple_cnn_learns_and_same_seed_gives_same_metrics(tmp_path):
     assert (tmp_path / "runs" / "latest").resolve() == second.run_dir.resolve()
 
 
-def test_memory_and_datablock_paths_give_the_same_validation_batches(tmp_path):
+@pytest.mark.parametrize("size, shape", [(0, (32, 50)), (16, (16, 25))])
+def test_memory_and_datablock_paths_give_the_same_validation_batches(tmp_path, size, shape):
     images = make_images(tmp_path / "images", n_train=8, n_val=6)
-    mem, *_ = data.build_dataloaders(images, bs=6, device="cpu", loader="memory", log=quiet)
-    blk, *_ = data.build_dataloaders(images, bs=6, device="cpu", loader="datablock", workers=1, log=quiet)
+    mem, *_ = data.build_dataloaders(images, bs=6, device="cpu", loader="memory", size=size, log=quiet)
+    blk, *_ = data.build_dataloaders(images, bs=6, device="cpu", loader="datablock", size=size, workers=1, log=quiet)
     (xm, ym), (xb, yb) = mem.valid.one_batch(), blk.valid.one_batch()
-    assert xm.shape == (6, 3, 32, 50) and xm.dtype == torch.float32
+    assert xm.shape == (6, 3, *shape) and xm.dtype == torch.float32
     torch.testing.assert_close(xm, torch.as_tensor(xb))
     assert ym.tolist() == torch.as_tensor(yb).tolist()
     # the same preprocessing as model_io (what evaluation and prediction use)
-    desc = {"input": {"height": 32, "width": 50}, "normalize": {"mean": data_mean(), "std": data_std()}, "spec": {}}
+    desc = {"input": {"height": shape[0], "width": shape[1]}, "normalize": {"mean": data_mean(), "std": data_std()},
+            "spec": {"image_height": 32, "image_width": 50}}
     torch.testing.assert_close(xm, model_io.images_to_input(read_val_pngs(mem.valid.dataset.paths[:6]), desc, "cpu"))
-    # training batches are augmented: shifted and masked, never flipped; same shape
     xt, yt = mem.train.one_batch()
-    assert xt.shape == (6, 3, 32, 50) and set(yt.tolist()) <= {0, 1}
+    assert xt.shape == (6, 3, *shape) and set(yt.tolist()) <= {0, 1}
 
 
 def data_mean():
@@ -194,6 +195,20 @@ def test_unknown_architecture_lists_the_known_ones(tmp_path):
     with pytest.raises(SystemExit) as err:
         train.main(images=str(tmp_path), arch="resnet1001", out=str(tmp_path / "runs"))
     assert "resnet1001" in str(err.value) and "efficientnet_b4" in str(err.value) and "simple_cnn" in str(err.value)
+
+
+def test_mixup_and_sampler_runs_finish(tmp_path):
+    images = make_images(tmp_path / "images", n_train=8, n_val=4)
+    result = train.train(config(images, tmp_path / "runs", mixup=0.4, balance="sampler", early_stop=1), log=quiet)
+    assert (result.run_dir / "model.safetensors").is_file() and len(result.history) == 1
+
+
+def test_cuda_out_of_memory_suggests_a_smaller_batch(monkeypatch):
+    class Learn:
+        def fit_one_cycle(self, *args, **kwargs):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    with pytest.raises(SystemExit, match="--bs 32"):
+        train.fit(Learn(), train.TrainConfig(arch="simple_cnn", bs=64, pretrained=False))
 
 
 def test_input_size_keeps_the_aspect_ratio():
