@@ -18,6 +18,7 @@ RUN ?= $(RUNS)/latest
 SPLIT ?= test
 AUDIO ?=
 OUT ?=
+FORMAT ?=
 SEEDS ?=
 GPUS ?= 1
 TRAIN_ARGS ?=
@@ -69,7 +70,7 @@ evaluate: $(STAMP) ## scores, tuned threshold, metrics, plots and report.html fo
 
 predict: $(STAMP) ## score AUDIO files or folders with RUN: path, spoof probability, score, label
 	@test -n "$(AUDIO)" || { echo "usage: make predict RUN=runs/latest AUDIO='clip.wav folder/'"; exit 2; }
-	$(PY) -m classify.predict --run $(RUN) $(AUDIO) $(if $(OUT),--out $(OUT))
+	$(PY) -m classify.predict --run $(RUN) $(AUDIO) $(if $(OUT),--out $(OUT)) $(if $(FORMAT),--format $(FORMAT))
 
 browser: ## install Debian's Chromium for the report test, when missing (needs root)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
@@ -78,13 +79,13 @@ test: $(STAMP) browser ## run the test suite (CPU only, no network, no ../shared
 	$(PY) -m pytest -q tests
 
 bench-convert: $(STAMP) ## conversion clips/s: 1 worker, all workers, matplotlib specshow approach; ratios
-	$(PY) benchmarks/convert_throughput.py
+	$(PY) -m benchmarks.convert_throughput
 
 bench-train: $(STAMP) ## training images/s: plain PyTorch ceiling vs the project's path; ratio
-	$(PY) benchmarks/train_throughput.py
+	$(PY) -m benchmarks.train_throughput
 
 bench-predict: $(STAMP) ## predict clips/s end to end from 4 s audio files, against conversion clips/s
-	$(PY) benchmarks/predict_throughput.py
+	$(PY) -m benchmarks.predict_throughput
 
 clean: ## remove generated data, images and runs (keeps .venv)
 	rm -rf $(DEMO_DATA) $(RUNS) benchmarks/out .pytest_cache

@@ -38,10 +38,12 @@ FORMULAS = {
            "cumulative counts, mean of FRR and FAR where |FRR - FAR| is smallest",
     "roc_auc": "ROC-AUC, spoof positive: Mann-Whitney U / (n_spoof·n_bonafide), ties count ½",
     "min_dcf": "ASVspoof 5 minDCF (calculate_modules.compute_mindcf): min over thresholds of "
-               "(Cmiss(1-Pspoof)·Pmiss + Cfa·Pspoof·Pfa) / min(Cmiss(1-Pspoof), Cfa·Pspoof), Pspoof 0.05, Cmiss 1, Cfa 10",
+               "(Cmiss(1-Pspoof)·Pmiss + Cfa·Pspoof·Pfa) / min(Cmiss(1-Pspoof), Cfa·Pspoof), "
+               "Pspoof 0.05, Cmiss 1, Cfa 10",
     "act_dcf": "ASVspoof 5 actDCF (calculate_modules.compute_actDCF): the same normalized DCF at the Bayes threshold "
                "-log(Cmiss(1-Pspoof)/(Cfa·Pspoof)) = -0.642 on the LLR",
-    "cllr": "ASVspoof 5 Cllr (calculate_CLLR), bits: ½[mean log2(1+e^-LLR) over bona fide + mean log2(1+e^LLR) over spoof]",
+    "cllr": "ASVspoof 5 Cllr (calculate_CLLR), bits: "
+            "½[mean log2(1+e^-LLR) over bona fide + mean log2(1+e^LLR) over spoof]",
     "accuracy": "accuracy = (TP + TN) / N",
     "balanced_accuracy": "balanced accuracy = (TPR + TNR) / 2",
     "precision": "precision = TP / (TP + FP), spoof positive",
@@ -258,8 +260,9 @@ def find_asv_scores(images_spec: dict, split: str) -> tuple[Path | None, str]:
     """Return (the organizers' ASVspoof 2019 ASV score file for `split`, "") or (None, why it is not used)."""
     source = images_spec.get("source", {})
     if source.get("layout") != "asvspoof2019":
-        return None, (f"min t-DCF needs the organizers' ASV scores (ASVspoof2019_LA_asv_scores/); the dataset layout is "
-                      f"{source.get('layout') or 'unknown'}, not asvspoof2019 (pass --asv-scores FILE to use one)")
+        return None, (f"min t-DCF needs the organizers' ASV scores (ASVspoof2019_LA_asv_scores/); the dataset "
+                      f"layout is {source.get('layout') or 'unknown'}, not asvspoof2019 "
+                      f"(pass --asv-scores FILE to use one)")
     part = {"test": "eval", "val": "dev"}.get(split)
     if part is None:
         return None, f"no ASVspoof 2019 ASV score file matches the {split} split (dev = val, eval = test)"
@@ -345,7 +348,8 @@ def write_scores(run_dir: Path, s: SplitScores, threshold: float, also_default: 
     paths = [write_text_atomic(run_dir / f"scores-{s.split}.csv", buf.getvalue())]
     if also_default:
         paths.append(write_text_atomic(run_dir / "scores.csv", buf.getvalue()))
-    txt = "".join(f"{s.clip_id[i]} {s.system[i] or '-'} {LABELS[s.label[i]]} {sc:.8g}\n" for i, sc in enumerate(s.score))
+    txt = "".join(f"{s.clip_id[i]} {s.system[i] or '-'} {LABELS[s.label[i]]} {sc:.8g}\n"
+                  for i, sc in enumerate(s.score))
     paths.append(write_text_atomic(run_dir / f"scores-{s.split}.txt", txt))
     return paths
 
@@ -377,11 +381,13 @@ def make_plots(run_dir: Path, s: SplitScores, tuned: float, result: dict, clips:
     if both:
         m = result["metrics"]
         out["roc"] = P.plot_roc(y, -score, m["roc_auc"]["value"], run_dir / f"roc-{sp}.png", f"ROC ({sp})")
-        out["det"] = P.plot_det(score[y == 0], score[y == 1], m["eer"]["value"], run_dir / f"det-{sp}.png", f"DET ({sp})")
+        out["det"] = P.plot_det(score[y == 0], score[y == 1], m["eer"]["value"], run_dir / f"det-{sp}.png",
+                                f"DET ({sp})")
         out["precision_recall"] = P.plot_precision_recall(y, -score, run_dir / f"precision_recall-{sp}.png",
                                                           f"precision-recall ({sp})")
     else:
-        notes.append(f"the {sp} split has one class only ({result['counts'][sp]}): no ROC, DET or precision-recall plot")
+        notes.append(f"the {sp} split has one class only ({result['counts'][sp]}): "
+                     f"no ROC, DET or precision-recall plot")
     out["score_histogram"] = P.plot_score_histograms(score, y, prob_to_score_threshold(tuned),
                                                      run_dir / f"score_histogram-{sp}.png", f"scores ({sp})")
     out["training_curves"] = P.plot_training_curves(run_dir, run_dir / "training_curves.png")
@@ -414,42 +420,64 @@ def tune_threshold(val: SplitScores, cfg: EvalSettings, run_dir: Path, notes: li
     return read_thresholds(run_dir)
 
 
-def evaluate_run(run_dir: Path, cfg: EvalSettings = EvalSettings(), log=print) -> dict:
-    """Evaluate one run folder; write every output into it and return the metrics.json content."""
-    from .model_io import load_model
+@dataclass
+class LoadedRun:
+    """A run folder ready to score: its model and the images folders it will be scored on."""
+    run_dir: Path
+    config: dict              # config.json ({} when missing)
+    model: object             # torch module in eval mode
+    description: dict         # model.json
+    images: Path              # folder holding the evaluated split
+    images_spec: dict         # its spec.json
+    val_images: Path          # folder whose val split sets the threshold (the training images when present)
+
+
+def load_run(run_dir: Path, cfg: EvalSettings) -> LoadedRun:
+    """Return the run with its model loaded and its images folders checked against the run's spec."""
     import torch
+
+    from .model_io import load_model
     run_dir = Path(run_dir)
     config = check_run(run_dir)
     images = images_folder(config, cfg.images)
+    if cfg.asv_scores and not Path(cfg.asv_scores).is_file():
+        raise EvaluationError(f"--asv-scores {cfg.asv_scores}: no such file")
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        model, description = load_model(run_dir, device=cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model, description = load_model(run_dir, device=device)
     except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
         raise EvaluationError(f"cannot load the model of {run_dir}: {e}") from e
-    device = next(model.parameters()).device
     images_spec = check_spec(description, images, run_dir)
     recorded = Path(config["images"]) if config.get("images") else None
     val_images = recorded if recorded is not None and (recorded / SPEC_FILE).is_file() else images
     if val_images != images:
         check_spec(description, val_images, run_dir)
-    notes = []
-    same = cfg.split == "val" and val_images == images     # evaluating the tuning split itself
-    test = list_split(images, cfg.split, manifest_rows(images))
-    val = test if same else list_split(val_images, "val", manifest_rows(val_images))
-    log(f"evaluating {run_dir} on {images / cfg.split} ({len(test.png)} images); threshold from "
-        f"{val_images / 'val'} ({len(val.png)} images), rule {cfg.rule}")
-    val = score_split(val, model, description, device, cfg.bs, log)
-    test = val if same else score_split(test, model, description, device, cfg.bs, log)
-    if cfg.split == "val":
-        notes.append("the evaluated split is val, on which the threshold was chosen: these numbers are optimistic")
-    thresholds = tune_threshold(val, cfg, run_dir, notes, log)
+    return LoadedRun(run_dir, config, model, description, images, images_spec, val_images)
+
+
+def score_splits(run: LoadedRun, cfg: EvalSettings, log=print) -> tuple[SplitScores, SplitScores]:
+    """Return (val, evaluated split) scored by the run's model (the same object when the split is val itself)."""
+    device = next(run.model.parameters()).device
+    same = cfg.split == "val" and run.val_images == run.images
+    test = list_split(run.images, cfg.split, manifest_rows(run.images))
+    val = test if same else list_split(run.val_images, "val", manifest_rows(run.val_images))
+    log(f"evaluating {run.run_dir} on {run.images / cfg.split} ({len(test.png)} images); threshold from "
+        f"{run.val_images / 'val'} ({len(val.png)} images), rule {cfg.rule}")
+    val = score_split(val, run.model, run.description, device, cfg.bs, log)
+    test = val if same else score_split(test, run.model, run.description, device, cfg.bs, log)
+    return val, test
+
+
+def build_result(run: LoadedRun, cfg: EvalSettings, val: SplitScores, test: SplitScores, thresholds: dict) -> dict:
+    """Return the metrics.json content (without plots and notes) of a scored split."""
     tuned = thresholds["spoof_prob_threshold"]
-    prior, prior_why = training_prior(config)
-    asv = (Path(cfg.asv_scores), "") if cfg.asv_scores else find_asv_scores(images_spec, cfg.split)
-    if cfg.asv_scores and not Path(cfg.asv_scores).is_file():
-        raise EvaluationError(f"--asv-scores {cfg.asv_scores}: no such file")
-    result = {
-        "run": str(run_dir.resolve()), "arch": description.get("arch"), "split": cfg.split,
-        "images": str(images.resolve()), "val_images": str(val_images.resolve()),
+    prior, prior_why = training_prior(run.config)
+    asv = (Path(cfg.asv_scores), "") if cfg.asv_scores else find_asv_scores(run.images_spec, cfg.split)
+    val_metrics = split_metrics(val, prior, (None, "not computed on val"))
+    del val_metrics["min_tdcf_legacy"]
+    return {
+        "run": str(run.run_dir.resolve()), "arch": run.description.get("arch"), "split": cfg.split,
+        "images": str(run.images.resolve()), "val_images": str(run.val_images.resolve()),
         "counts": {cfg.split: test.counts(), "val": val.counts()},
         "score": "log-odds of bona fide = logit_bonafide - logit_spoof (higher = more bona fide); "
                  "spoof_prob = softmax(logits)[spoof]",
@@ -459,30 +487,44 @@ def evaluate_run(run_dir: Path, cfg: EvalSettings = EvalSettings(), log=print) -
         "metrics": split_metrics(test, prior, asv),
         "at_tuned_threshold": threshold_metrics(test.label, test.spoof_prob, tuned),
         "at_0.5": threshold_metrics(test.label, test.spoof_prob, 0.5),
-        "val": split_metrics(val, prior, (None, "not computed on val")),
+        "val": val_metrics,
         "per_attack_formula": "EER (ASVspoof official) of each spoofing system's clips against ALL bona fide clips",
         "per_attack": M.per_attack_eer(test.score, test.label, test.system),
         "per_condition_formula": "EER (ASVspoof official) of bona fide vs spoof clips within each condition",
         "per_condition": M.per_condition_eer(test.score, test.label, test.condition),
         "skipped_images": test.skipped + ([] if val is test else val.skipped),
     }
-    del result["val"]["min_tdcf_legacy"]
-    for name, m in result["metrics"].items():
-        if m["value"] is None:
-            notes.append(f"{name} not reported: {m['reason']}")
-    write_scores(run_dir, test, tuned, also_default=True)
+
+
+def evaluate_run(run_dir: Path, cfg: EvalSettings = EvalSettings(), log=print) -> dict:
+    """Evaluate one run folder; write every output into it and return the metrics.json content."""
+    run = load_run(run_dir, cfg)
+    val, test = score_splits(run, cfg, log)
+    notes = []
+    if cfg.split == "val":
+        notes.append("the evaluated split is val, on which the threshold was chosen: these numbers are optimistic")
+    recorded = run.config.get("images")
+    if cfg.images is not None and run.val_images == run.images and (
+            not recorded or Path(recorded).resolve() != run.images.resolve()):
+        notes.append(f"the run's training images are not at {run.config.get('images')}: "
+                     f"the threshold was chosen on the val split of {run.images}")
+    thresholds = tune_threshold(val, cfg, run.run_dir, notes, log)
+    tuned = thresholds["spoof_prob_threshold"]
+    result = build_result(run, cfg, val, test, thresholds)
+    notes += [f"{name} not reported: {m['reason']}" for name, m in result["metrics"].items() if m["value"] is None]
+    write_scores(run.run_dir, test, tuned, also_default=True)
     if val is not test:
-        write_scores(run_dir, val, tuned, also_default=False)
+        write_scores(run.run_dir, val, tuned, also_default=False)
     clips = top_loss_clips(test, cfg.top_k)
-    plots = make_plots(run_dir, test, tuned, result, clips, notes)
+    plots = make_plots(run.run_dir, test, tuned, result, clips, notes)
     result["plots"] = {k: str(Path(v).name) for k, v in plots.items()}
     result["notes"] = notes
-    write_text_atomic(run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomic(run.run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
     page = render_report(
-        f"Evaluation of {run_dir.name} on {cfg.split}", report_summary(result), result["metrics"],
+        f"Evaluation of {run.run_dir.name} on {cfg.split}", report_summary(result), result["metrics"],
         result["at_tuned_threshold"], result["at_0.5"], result["per_attack"], result["per_condition"],
         {PLOT_TITLES[k]: v for k, v in plots.items()}, clips, notes, cfg.audio_seconds)
-    result["report"] = str(write_report(run_dir, page))
+    result["report"] = str(write_report(run.run_dir, page))
     return result
 
 
@@ -492,11 +534,13 @@ def report_summary(result: dict) -> list[tuple[str, str]]:
     val_value = t.get("val", {}).get("value")
     return [("run", result["run"]), ("architecture", str(result["arch"])),
             ("evaluated split", f"{result['split']} of {result['images']}: {result['counts'][result['split']]}"),
-            ("threshold", f"spoof when spoof_prob >= {t['spoof_prob_threshold']:.6g} (score < {t['score_threshold']:.4g}), "
+            ("threshold", f"spoof when spoof_prob >= {t['spoof_prob_threshold']:.6g} "
+                          f"(score < {t['score_threshold']:.4g}), "
                           f"rule {t['rule']} on val ({result['val_images']}: {result['counts']['val']})"
                           + (f", {t['val'].get('metric')} = {val_value:.4f}" if val_value is not None else "")),
-            ("score", result["score"]), ("LLR for actDCF / Cllr", f"{result['llr']['formula']}; prior "
-                                                                  f"{result['llr']['prior_bonafide']:.4g}: {result['llr']['why']}")]
+            ("score", result["score"]),
+            ("LLR for actDCF / Cllr", f"{result['llr']['formula']}; prior {result['llr']['prior_bonafide']:.4g}: "
+                                      f"{result['llr']['why']}")]
 
 
 # ---------------------------------------------------------------- several runs, printing, command line
@@ -505,7 +549,8 @@ def flat_metrics(result: dict) -> dict:
     """Return {name: value} of every number worth averaging over runs (tuned/ and 0.5/ prefixes for decisions)."""
     flat = {k: v.get("value") for k, v in result["metrics"].items()}
     for prefix, key in (("tuned", "at_tuned_threshold"), ("0.5", "at_0.5")):
-        flat.update({f"{prefix}/{k}": v.get("value") for k, v in result[key].items() if isinstance(v, dict) and "value" in v})
+        flat.update({f"{prefix}/{k}": v.get("value") for k, v in result[key].items()
+                     if isinstance(v, dict) and "value" in v})
     flat.update({f"eer/{k}": v.get("eer") for k, v in result["per_attack"].items()})
     return flat
 
@@ -536,7 +581,8 @@ def format_table(result: dict) -> str:
         if isinstance(m, dict) and "formula" in m and k != "threshold":
             lines.append(f"{k:<20} {f(m['value']):>12} {f(result['at_0.5'][k]['value']):>10}")
     c = result["at_tuned_threshold"]["confusion"]
-    lines.append(f"confusion at tuned threshold (spoof positive): TP {c['tp']}  FP {c['fp']}  FN {c['fn']}  TN {c['tn']}")
+    lines.append(f"confusion at tuned threshold (spoof positive): "
+                 f"TP {c['tp']}  FP {c['fp']}  FN {c['fn']}  TN {c['tn']}")
     return "\n".join(lines)
 
 

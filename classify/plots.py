@@ -184,7 +184,8 @@ def plot_group_eer(groups: dict, path: Path, title: str, xlabel: str) -> Path:
     for b, v in zip(bars, values):
         ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{100 * v:.1f}" if v is not None else "n/a",
                 ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(names)), names, rotation=60 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center")
+    many = len(names) > 6
+    ax.set_xticks(range(len(names)), names, rotation=60 if many else 0, ha="right" if many else "center")
     ax.set(xlabel=xlabel, ylabel="EER (%)", title=title)
     ax.set_ylim(0, max(heights + [1.0]) * 1.15)
     return _save(fig, path)

@@ -134,9 +134,10 @@ def render_report(title: str, summary: list[tuple[str, str]], metrics: dict, tun
     figures = "\n".join(f"<figure><img alt='{_e(name)}' src='{png_uri(p)}'><figcaption>{_e(name)}</figcaption></figure>"
                         for name, p in plots.items() if p is not None and Path(p).is_file())
     notes_html = "".join(f"<p class='note'>{_e(n)}</p>" for n in notes)
-    attack_html = (f"<table><tr><th>system</th><th>EER %</th><th>spoof clips</th><th>bona fide clips</th><th>note</th></tr>"
-                   f"{group_rows(per_attack)}</table>" if per_attack else
-                   "<p>no attack systems are recorded for the spoof clips of this split (manifest.csv column system)</p>")
+    attack_html = (f"<table><tr><th>system</th><th>EER %</th><th>spoof clips</th><th>bona fide clips</th>"
+                   f"<th>note</th></tr>{group_rows(per_attack)}</table>" if per_attack else
+                   "<p>no attack systems are recorded for the spoof clips of this split "
+                   "(manifest.csv column system)</p>")
     cond_html = (f"<h2>EER per condition (bona fide and spoof of the same condition)</h2><table><tr><th>condition</th>"
                  f"<th>EER %</th><th>spoof clips</th><th>bona fide clips</th><th>note</th></tr>"
                  f"{group_rows(per_condition)}</table>" if per_condition else "")
