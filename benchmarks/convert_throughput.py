@@ -47,16 +47,16 @@ def make_corpus(folder: Path, n: int, seconds: float = 4.0, seed: int = 0) -> li
 
 
 class PeakMemory:
-    """Samples the memory of this process and all its descendants every 0.25 s; `.peak_mb`. Uses the
-    proportional set size (shared pages split among the processes that share them, so forked workers
-    are not counted as copies of the parent) where the OS gives it, else RSS."""
+    """Samples the memory of a process (default: this one) and all its descendants every 0.25 s;
+    `.peak_mb`. Uses the proportional set size (shared pages split among the processes that share
+    them, so forked workers are not counted as copies of the parent) where the OS gives it, else RSS."""
 
-    def __init__(self):
-        self.peak_mb, self._stop = 0.0, threading.Event()
+    def __init__(self, pid: int | None = None):
+        self.pid, self.peak_mb, self._stop = pid, 0.0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
-        me = psutil.Process()
+        me = psutil.Process(self.pid)
         while not self._stop.is_set():
             total = 0
             for proc in [me, *me.children(recursive=True)]:
@@ -82,22 +82,29 @@ def cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def run_converter(rows, out: Path, workers: int, cfg: SpecConfig, memory: bool = False) -> dict:
-    """Return clips/s, CPU ms per clip and (with `memory`) peak MB of the converter writing `rows` into
-    a fresh `out`. Memory sampling costs CPU, so throughput runs go without it."""
+def run_converter(rows, out: Path, workers: int, cfg: SpecConfig) -> dict:
+    """Return clips/s and CPU ms per clip of the converter writing `rows` into a fresh `out`."""
     opts = ConvertOptions(workers=workers, progress=False)
-    sampler = PeakMemory() if memory else None
-    if sampler:
-        sampler.__enter__()
     start, cpu = time.perf_counter(), cpu_seconds()
     summary = convert_rows(rows, out, cfg, opts, out.parent, "folders", log=lambda *_: None)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    if sampler:
-        sampler.__exit__()
     assert summary.converted == len(rows), summary.skipped[:3]
     return {"clips": len(rows), "clips_per_s": round(len(rows) / seconds, 2),
-            "cpu_ms_per_clip": round(1000 * cpu / len(rows), 2),
-            "peak_memory_mb": round(sampler.peak_mb) if sampler else None}
+            "cpu_ms_per_clip": round(1000 * cpu / len(rows), 2)}
+
+
+def run_converter_for_memory(rows, out: Path, workers: int, cfg: SpecConfig) -> dict:
+    """Return clips/s and peak MB of the converter run in a fresh process (as the command line runs),
+    so the number is not inflated by what this benchmark process has loaded or freed before."""
+    import multiprocessing as mp
+    child = mp.get_context("spawn").Process(target=run_converter, args=(rows, out, workers, cfg))
+    start = time.perf_counter()
+    child.start()
+    with PeakMemory(child.pid) as memory:
+        child.join()
+    assert child.exitcode == 0, f"conversion process failed ({child.exitcode})"
+    return {"clips": len(rows), "seconds_with_start_up": round(time.perf_counter() - start, 2),
+            "peak_memory_mb": round(memory.peak_mb)}
 
 
 def reference_clip(path: Path, out: Path, cfg: SpecConfig) -> None:
@@ -149,8 +156,8 @@ def measure(args, cfg: SpecConfig, cores: int) -> dict:
         result["all_workers"] = max(every, key=lambda x: x["clips_per_s"])
         result["rounds"] = {"one_worker": [x["clips_per_s"] for x in one],
                             "all_workers": [x["clips_per_s"] for x in every]}
-        result["memory_small"] = run_converter(small, tmp / "mem_small", 0, cfg, memory=True)
-        result["memory_big"] = run_converter(rows, tmp / "mem_big", 0, cfg, memory=True)
+        result["memory_small"] = run_converter_for_memory(small, tmp / "mem_small", 0, cfg)
+        result["memory_big"] = run_converter_for_memory(rows, tmp / "mem_big", 0, cfg)
         result["load_average_1min"] = round(os.getloadavg()[0], 2)
     one, every = result["one_worker"], result["all_workers"]
     result["one_worker_vs_matplotlib"] = round(one["clips_per_s"] / result["reference"]["clips_per_s"], 2)
@@ -167,9 +174,10 @@ def print_report(r: dict) -> None:
     for name, x in (("matplotlib specshow + savefig", ref), ("converter, 1 worker", one),
                     (f"converter, {cores} workers", every), (f"converter, {cores} workers", small),
                     (f"converter, {cores} workers", big)):
-        cpu = f"{x['cpu_ms_per_clip']:.1f}" if x.get("cpu_ms_per_clip") else "-"
-        mb = f"{x['peak_memory_mb']}" if x.get("peak_memory_mb") else "-"
-        print(f"{name:32s} {x['clips']:6d} {x['clips_per_s']:9.1f} {cpu:>12s} {mb:>15s}")
+        rate = f"{x['clips_per_s']:.1f}" if "clips_per_s" in x else "-"
+        cpu = f"{x['cpu_ms_per_clip']:.1f}" if "cpu_ms_per_clip" in x else "-"
+        mb = f"{x['peak_memory_mb']}" if "peak_memory_mb" in x else "-"
+        print(f"{name:32s} {x['clips']:6d} {rate:>9s} {cpu:>12s} {mb:>15s}")
     speedup, scaling, cpu_eff = r["one_worker_vs_matplotlib"], r["scaling_efficiency"], r["cpu_efficiency"]
     print(f"\n1 worker / matplotlib:        {speedup:6.1f}x  (target >= 10x: {'met' if speedup >= 10 else 'NOT met'})")
     print(f"scaling on {cores} cores:            {scaling:6.0%}   ({cores}-worker clips/s / ({cores} x 1-worker clips/s); "

@@ -96,4 +96,8 @@ def _decode(path: Path, info: AudioInfo, max_seconds: float | None, offset: floa
 
 def _short(error: Exception) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if "does not exist or is not a regular file" in text:
+        # libsndfile's MP3 probe says this about an existing file whose header it cannot parse
+        return "unrecognized format or corrupt header"
+    text = text.split(": ", 1)[-1] if text.startswith("Error opening") else text
     return text[:160]
