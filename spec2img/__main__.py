@@ -113,18 +113,21 @@ def main(argv: list[str] | None = None) -> int:
                          fmin=args.fmin, fmax=args.fmax, top_db=args.top_db).validate()
         if args.augment < 0 or args.workers < 0:
             raise ValueError("--augment and --workers must be >= 0")
-        opts = ConvertOptions(layout=args.dataset, workers=args.workers, shard=args.shard, seed=args.seed,
-                              split_ratios=args.split_ratios, augment=args.augment, overwrite=args.overwrite)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    opts = ConvertOptions(layout=args.dataset, workers=args.workers, shard=args.shard, seed=args.seed,
+                          split_ratios=args.split_ratios, augment=args.augment, overwrite=args.overwrite)
+    try:
         summary = convert(args.source, args.out, cfg, opts, log=lambda text: print(text, flush=True))
-    except (LayoutError, OutputFolderError, ValueError) as error:
+    except (LayoutError, OutputFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished images are kept; run the same command again to resume", file=sys.stderr)
+        print("\ninterrupted: finished images are kept; run the same command again to resume", file=sys.stderr)
         return 130
     report(summary, args.out)
     return 0 if summary.converted or summary.total == 0 else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

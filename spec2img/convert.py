@@ -19,8 +19,10 @@ import math
 import multiprocessing as mp
 import os
 import shutil
+import socket
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -28,6 +30,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .audio import AudioError, probe_audio
+from .audit import AUDIT_DIR, write_audit
 from .augment import augment_wave, variant_params
 from .config import SPEC_FILE, SpecConfig
 from .features import SilentClipError, clip_to_image, load_clip
@@ -35,7 +38,6 @@ from .manifest import (AUG_MARK, MANIFEST_FILE, PARTS_DIR, STATUS_OK, PartWriter
                        previous_rows, skipped_status)
 from .rows import SPLITS, ClipRow, LayoutError
 
-AUDIT_DIR = "audit"
 TEMP_SUFFIX = ".part"                 # <clip_id>.png.part: never matches *.png
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS")
@@ -152,6 +154,36 @@ def prepare_output(images: Path, doc: dict, overwrite: bool, log: Callable = pri
     tmp = spec_path.with_name(f".{SPEC_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     os.replace(tmp, spec_path)
+
+
+@contextmanager
+def shard_lock(images: Path, shard: int, n_shards: int):
+    """Hold an exclusive lock on shard K of N in `images` (released when the run ends or dies);
+    OutputFolderError when another run is converting the same shard into the same folder."""
+    try:
+        import fcntl
+    except ImportError:                 # no flock (Windows): run unlocked
+        yield
+        return
+    folder = images / PARTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"shard-{shard}-of-{n_shards}.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            raise OutputFolderError(f"shard {shard}/{n_shards} of {images} is being converted by another run "
+                                    f"({f.read().strip() or 'unknown process'}): wait for it to finish or stop "
+                                    f"it, then run again to resume") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------- planning
@@ -447,6 +479,18 @@ def convert_rows(rows: Sequence[ClipRow], images: Path, cfg: SpecConfig, opts: C
     mine = shard_of(rows, shard, n_shards)
     if n_shards > 1:
         log(f"shard {shard}/{n_shards}: {len(mine)} of {len(rows)} clips")
+    with shard_lock(images, shard, n_shards):
+        summary = _convert_shard(mine, images, cfg, opts, log)
+    expected = {image_name(r.clip_id, k) for r in rows for k in range(variants_of(r, opts.augment) + 1)}
+    summary.manifest, present = merge_parts(images, expected)
+    summary.missing = sum(r.clip_id not in present for r in rows)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _convert_shard(mine: list[ClipRow], images: Path, cfg: SpecConfig, opts: ConvertOptions,
+                   log: Callable) -> ConvertSummary:
+    """Convert this shard's clips, writing its manifest part; return the counts."""
     previous = previous_rows(images)
     removed = remove_stale_temp_files(images, {r.clip_id for r in mine})
     if removed:
@@ -458,7 +502,7 @@ def convert_rows(rows: Sequence[ClipRow], images: Path, cfg: SpecConfig, opts: C
     del previous
     summary = ConvertSummary(total=len(mine))
     bar = ProgressBar(len(tasks), enabled=opts.progress)
-    part = PartWriter(images, shard, n_shards)
+    part = PartWriter(images, *opts.shard)
     try:
         for result_rows, written in run_tasks(tasks, cfg, images, opts):
             part.write(result_rows)
@@ -467,10 +511,6 @@ def convert_rows(rows: Sequence[ClipRow], images: Path, cfg: SpecConfig, opts: C
         part.finish()
     finally:
         part.close()
-    expected = {image_name(r.clip_id, k) for r in rows for k in range(variants_of(r, opts.augment) + 1)}
-    summary.manifest, present = merge_parts(images, expected)
-    summary.missing = sum(r.clip_id not in present for r in rows)
-    summary.seconds = time.perf_counter() - started
     return summary
 
 
@@ -500,7 +540,6 @@ def convert(source: Path, images: Path, cfg: SpecConfig, opts: ConvertOptions,
     rows = assign_splits(rows, ratios=opts.split_ratios, seed=opts.seed)
     summary = convert_rows(rows, images, cfg, opts, source, layout, log)
     if summary.missing == 0:
-        from .audit import write_audit
         write_audit(images)
     else:
         log(f"{summary.missing} clips of other shards are not converted yet: {MANIFEST_FILE} and "

@@ -85,8 +85,8 @@ def test_killed_conversion_resumes_to_the_complete_set(tmp_path):
     # 20-second images make each clip take ~0.1 s, so the run can be killed part-way
     src, out = make_tree(tmp_path / "src", n=16), tmp_path / "images"
     args = [str(src), "--out", str(out), "--duration", "20", "--workers", "1"]
-    proc = subprocess.Popen([sys.executable, "-m", "spec2img", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "spec2img", *args], cwd=Path(__file__).resolve().parents[1],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60
     while len(list(out.glob("*/*/*.png"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -170,7 +170,7 @@ def test_shards_together_equal_one_run(tmp_path):
     assert second.total == 3 and second.missing == 0
     assert pngs(sharded) == pngs(whole)
     assert manifest(sharded) == manifest(whole)
-    assert sorted(p.name for p in (sharded / "manifest.parts").iterdir()) == ["shard-1-of-2.csv", "shard-2-of-2.csv"]
+    assert sorted(p.name for p in (sharded / "manifest.parts").glob("*.csv*")) == ["shard-1-of-2.csv", "shard-2-of-2.csv"]
     ids = [[r.clip_id for r in shard_of(rows, k, 3)] for k in (1, 2, 3)]
     assert sorted(sum(ids, [])) == sorted(r.clip_id for r in rows) and [len(i) for i in ids] == [3, 2, 2]
 
@@ -239,3 +239,13 @@ def test_interrupted_manifest_part_is_reused(tmp_path):
     summary = run(rows, out)
     assert summary.written == 0 and summary.converted == 6
     assert len(manifest(out)) == 6
+
+
+def test_a_second_run_of_the_same_shard_is_refused(tmp_path):
+    rows, out = make_rows(tmp_path), tmp_path / "images"
+    run(rows, out)
+    with convert.shard_lock(out, 1, 1):
+        with pytest.raises(OutputFolderError, match=r"shard 1/1 .* being converted by another run \(pid"):
+            run(rows, out)
+        run(rows, out, opts=ConvertOptions(workers=1, progress=False, shard=(1, 2)))   # another shard is fine
+    assert run(rows, out).converted == 6                                              # released
