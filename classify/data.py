@@ -305,7 +305,7 @@ class SpecAugmentBatch(ItemTransform):
 
 
 class ModelInputBatch(ItemTransform):
-    """Batch transform: [0, 1] grayscale (B,1,H,W) → normalized 3-channel model input (channels_last on CUDA)."""
+    """Batch transform: [0, 1] grayscale (B,1,H,W) → normalized 3-channel model input, channels_last."""
     order = 99
 
     def __init__(self, mean, std):
@@ -313,9 +313,7 @@ class ModelInputBatch(ItemTransform):
         self.mean, self.std = list(mean), list(std)
 
     def encodes(self, b):
-        x = normalize_channels(b[0], self.mean, self.std)
-        if x.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = normalize_channels(b[0], self.mean, self.std).contiguous(memory_format=torch.channels_last)
         y = b[1].as_subclass(torch.Tensor) if len(b) > 1 and isinstance(b[1], torch.Tensor) else b[1]
         return (x, y, *b[2:])
 
@@ -480,7 +478,8 @@ def build_dataloaders(images, bs: int = 64, device=None, loader: str = "auto", b
         counts = {s: found[s].counts() for s in TRAIN_SPLITS}
     weights = class_weights(labels) if balance == "weights" else [1.0] * len(LABELS)
     summary = DataSummary(loader, dls.storage, shape, in_shape, counts, weights, n_bytes)
-    log(f"data: {loader} path ({'images held on ' + dls.storage if loader == 'memory' else 'streaming PNGs from disk'}); "
+    where = f"images held on {dls.storage}" if loader == "memory" else "streaming PNGs from disk"
+    log(f"data: {loader} path ({where}); "
         + "; ".join(f"{s}: " + ", ".join(f"{n} {k}" for k, n in c.items()) for s, c in counts.items())
         + f"; input {in_shape[0]}x{in_shape[1]}")
     return dls, spec, spec_dict, summary

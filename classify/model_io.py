@@ -72,8 +72,7 @@ def load_model(run_dir, device="cpu") -> tuple[nn.Module, dict]:
                                 f"(train first: `python -m classify.train --images images --out runs`)")
     model = build_model(description["builder"], pretrained=False)
     model.load_state_dict(load_file(str(weights)), strict=True)
-    device = torch.device(device)
-    model = model.to(device, memory_format=torch.channels_last) if device.type == "cuda" else model.to(device)
+    model = model.to(torch.device(device), memory_format=torch.channels_last)  # faster convs on CPU and GPU
     return model.eval(), description
 
 
@@ -114,11 +113,11 @@ def check_image_size(shape, description: dict):
 
 
 def images_to_input(images_uint8, description: dict, device) -> torch.Tensor:
-    """Return the normalized float (B,3,H,W) model input on `device` for uint8 (B,H,W)/(B,1,H,W) images."""
+    """Return the normalized float (B,3,H,W) channels_last model input on `device` for uint8 (B,[1,]H,W) images."""
     check_image_size(np.shape(images_uint8), description)
     x = unit_float(images_uint8, input_size(description), device)
     x = normalize_channels(x, description["normalize"]["mean"], description["normalize"]["std"])
-    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cuda" else x
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def predict_logits(model: nn.Module, images_uint8, description: dict, device=None, bs: int = 64) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import numpy as np
 import torch
+from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.mixup import MixUp
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle, fine_tune)
@@ -89,10 +90,9 @@ def build_learner(cfg: TrainConfig, dls, class_weights: list[float], device: tor
     learn.add_cbs([SparseProgress(), DeviceLosses()])
     if cfg.mixup > 0:
         learn.add_cb(MixUp(cfg.mixup))
+    learn.add_cb(ChannelsLast())  # the batches are channels_last too: 5-25% faster on the CPU, ~2x on CUDA
     if device.type == "cuda":
-        from fastai.callback.channelslast import ChannelsLast
-        bf16 = torch.cuda.is_bf16_supported()
-        learn.add_cbs([ChannelsLast(), MixedPrecision("bf16" if bf16 else "fp16")])
+        learn.add_cb(MixedPrecision("bf16" if torch.cuda.is_bf16_supported() else "fp16"))
     return learn
 
 
@@ -112,9 +112,9 @@ def fit(learn: Learner, cfg: TrainConfig):
         else:
             learn.fit_one_cycle(cfg.epochs, cfg.peak_lr())
     except torch.OutOfMemoryError as e:
+        hint = "" if cfg.loader == "datablock" else " or --loader datablock to keep the images off the GPU"
         raise SystemExit(f"CUDA out of memory with --bs {cfg.bs} ({cfg.arch}): try --bs {max(1, cfg.bs // 2)}"
-                         f"{' or --loader datablock to keep the images off the GPU' if cfg.loader != 'datablock' else ''}"
-                         f". ({str(e).splitlines()[0]})") from None
+                         f"{hint}. ({str(e).splitlines()[0]})") from None
 
 
 def run_config(cfg: TrainConfig, spec_dict: dict, summary, device, run_dir) -> dict:

@@ -47,8 +47,8 @@ def test_rebuilt_model_matches_what_vision_learner_trains(name):
     dls = DataLoaders(TensorBatchDL(empty, bs=2), TensorBatchDL(empty, bs=2), device="cpu")
     arch = archs.get_arch(name)
     factory = archs.torchvision_factory(arch.source) if arch.library == "torchvision" else arch.source
-    trained = vision_learner(dls, factory, normalize=False, n_out=2, pretrained=False, loss_func=torch.nn.CrossEntropyLoss(),
-                             **archs.HEAD).model
+    trained = vision_learner(dls, factory, normalize=False, n_out=2, pretrained=False,
+                             loss_func=torch.nn.CrossEntropyLoss(), **archs.HEAD).model
     rebuilt = archs.build_model(archs.builder_settings(name))
     shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}
     assert shapes(trained) == shapes(rebuilt)
