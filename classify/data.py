@@ -29,7 +29,7 @@ from fastai.data.load import DataLoader
 from fastai.data.core import ItemTransform, Pipeline  # fasttransform (fastai 2.8) or fastcore (2.7)
 from fastprogress.fastprogress import progress_bar
 
-from classify.model_io import normalize_channels, unit_float
+from classify.model_io import normalize_channels, resize_images, unit_float
 from spec2img.config import SPEC_FILE, SpecConfig, load_spec
 from spec2img.rows import LABELS
 
@@ -280,16 +280,8 @@ class UnitFloatBatch(ItemTransform):
 
     def encodes(self, b):
         x = b[0].as_subclass(torch.Tensor)  # plain tensors: fastai's tensor subclasses slow every op down
-        x = unit_float(x, self.size) if x.dtype == torch.uint8 else unit_float_resize(x, self.size)
+        x = unit_float(x, self.size) if x.dtype == torch.uint8 else resize_images(x, self.size)
         return (x, *b[1:])
-
-
-def unit_float_resize(x: torch.Tensor, size) -> torch.Tensor:
-    """Return float x (B,1,H,W) resized to `size` the way model_io.unit_float resizes uint8 images."""
-    if size is None or tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return torch.nn.functional.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False,
-                                           antialias=True)
 
 
 class SpecAugmentBatch(ItemTransform):
@@ -314,8 +306,7 @@ class ModelInputBatch(ItemTransform):
 
     def encodes(self, b):
         x = normalize_channels(b[0], self.mean, self.std).contiguous(memory_format=torch.channels_last)
-        y = b[1].as_subclass(torch.Tensor) if len(b) > 1 and isinstance(b[1], torch.Tensor) else b[1]
-        return (x, y, *b[2:])
+        return (x, *(t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t for t in b[1:]))
 
 
 def batch_transforms(mean, std, size=None, augment: AugmentConfig | None = AugmentConfig()) -> list:
@@ -470,6 +461,8 @@ def build_dataloaders(images, bs: int = 64, device=None, loader: str = "auto", b
         for split, part in zip(TRAIN_SPLITS, (train, valid)):
             check_split(ImageIndex(split, part.paths, part.labels.tolist()), images)
         dls = memory_dataloaders(train, valid, bs, device, tfms, balance)
+        # fastai's export/predict need item transforms (PNG → tensor), which the tensor loaders do without
+        dls.for_export = partial(datablock_dataloaders, images, found, bs, device, tfms, "none", 0)
         labels = train.labels.tolist()
         counts = {s: ImageIndex(s, p.paths, p.labels.tolist()).counts() for s, p in zip(TRAIN_SPLITS, (train, valid))}
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,8 @@ def load_model(run_dir, device="cpu") -> tuple[nn.Module, dict]:
 
 def unit_float(images_uint8, size: tuple[int, int] | None = None, device=None) -> torch.Tensor:
     """Return float (B,1,H,W) in [0, 1] from uint8 (B,H,W) or (B,1,H,W), resized to `size`=(h, w) if given."""
+    if isinstance(images_uint8, np.ndarray) and not images_uint8.flags.writeable:
+        images_uint8 = images_uint8.copy()  # e.g. np.asarray(PIL image); torch wants writable memory
     x = torch.as_tensor(images_uint8)
     if x.dtype != torch.uint8:
         raise TypeError(f"expected uint8 spectrogram images, got {x.dtype}")
@@ -86,16 +89,29 @@ def unit_float(images_uint8, size: tuple[int, int] | None = None, device=None) -
     if x.ndim != 4 or x.shape[1] != 1:
         raise ValueError(f"expected images shaped (B,H,W) or (B,1,H,W), got {tuple(x.shape)}")
     x = x.to(device if device is not None else x.device, non_blocking=True).float().div_(255)
-    if size is not None and tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
-    return x
+    return resize_images(x, size)
+
+
+def resize_images(x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """Return float x (B,C,H,W) resized to `size`=(h, w) (bilinear, antialiased), or x when size is None or equal."""
+    if size is None or tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def normalize_channels(x01: torch.Tensor, mean, std) -> torch.Tensor:
     """Return (B,3,H,W) = (x - mean[c]) / std[c] for each channel c of the replicated grayscale x01 (B,1,H,W)."""
-    mean = torch.as_tensor(mean, dtype=x01.dtype, device=x01.device).view(1, -1, 1, 1)
-    std = torch.as_tensor(std, dtype=x01.dtype, device=x01.device).view(1, -1, 1, 1)
-    return (x01 - mean) / std
+    mean_t, std_t = channel_stats(tuple(mean), tuple(std), x01.device, x01.dtype)
+    return (x01 - mean_t) / std_t
+
+
+@lru_cache(maxsize=16)
+def channel_stats(mean: tuple, std: tuple, device: torch.device, dtype: torch.dtype):
+    """Return (mean, std) as (1,C,1,1) tensors on `device`, made once: a fresh host→GPU copy every batch
+    would make the CPU wait for the GPU (pageable memory copies synchronize)."""
+    def make(v):
+        return torch.tensor(v, dtype=dtype).view(1, -1, 1, 1).to(device)
+    return make(mean), make(std)
 
 
 def input_size(description: dict) -> tuple[int, int]:

@@ -62,6 +62,21 @@ class TrainConfig:
         """Return True when training starts from ImageNet weights (fine_tune rather than fit_one_cycle)."""
         return self.pretrained and archs.get_arch(self.arch).library != "scratch"
 
+    def validate(self) -> "TrainConfig":
+        """Return self, or raise ValueError naming the setting that cannot work (UnknownArchError for --arch)."""
+        archs.get_arch(self.arch)
+        problems = [f"--{name.replace('_', '-')} {value} must be {rule}" for name, value, rule, ok in (
+            ("epochs", self.epochs, ">= 0", self.epochs >= 0),
+            ("freeze_epochs", self.freeze_epochs, ">= 0", self.freeze_epochs >= 0),
+            ("bs", self.bs, ">= 1", self.bs >= 1), ("lr", self.lr, ">= 0", self.lr >= 0),
+            ("size", self.size, ">= 0", self.size >= 0), ("mixup", self.mixup, ">= 0", self.mixup >= 0),
+            ("early_stop", self.early_stop, ">= 0", self.early_stop >= 0)) if not ok]
+        if self.epochs + (self.freeze_epochs if self.fine_tunes() else 0) < 1:
+            problems.append("there is no epoch to train: raise --epochs")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 # ---------------------------------------------------------------- building the learner
 
@@ -127,11 +142,22 @@ def run_config(cfg: TrainConfig, spec_dict: dict, summary, device, run_dir) -> d
 
 
 def export_learner(learn: Learner, path: Path):
-    """Write fastai's export.pkl (the learner without data; needs the `classify` package to load)."""
+    """Write fastai's export.pkl: the learner with the DataBlock pipeline (PNG path → prediction) and no data.
+
+    The in-memory loaders have no per-item pipeline, so the export carries the equivalent empty
+    DataBlock loaders instead: `load_learner(...).predict("x.png")` works whichever loader trained it.
+    Loading it needs the `classify` package importable (run from the repository root).
+    """
     learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, (KeepBestEpoch, EpochHistory))])
     for m in learn.metrics:
         m.reset()
-    learn.export(Path(path).resolve())
+    trained_on = learn.dls
+    if hasattr(trained_on, "for_export"):
+        learn.dls = trained_on.for_export()
+    try:
+        learn.export(Path(path).resolve())
+    finally:
+        learn.dls = trained_on
 
 
 @dataclass
@@ -149,7 +175,11 @@ class LateEarlyStopping(EarlyStoppingCallback):
 
 def train(cfg: TrainConfig, log=print) -> TrainResult:
     """Train per `cfg`, write the run folder (rank 0), and return where it is with the trained learner."""
-    archs.get_arch(cfg.arch)  # an unknown name stops here, before any data is read
+    cfg.validate()  # a wrong setting or an unknown --arch stops here, before any data is read
+    if cfg.pretrained and not cfg.fine_tunes():
+        log(f"{cfg.arch} has no ImageNet weights: training it from random weights")
+    if cfg.fine_tunes():  # missing weights stop here (PretrainedWeightsUnavailable), before the images are decoded
+        archs.build_model(archs.builder_settings(cfg.arch), pretrained=True)
     device = default_device()
     # bit-reproducible on the CPU; on CUDA seeded, but cuDNN autotuning (much faster) picks kernels per run
     set_seed(cfg.seed, reproducible=device.type != "cuda")
@@ -179,7 +209,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         fit(learn, cfg)
         best_epoch = best.restore()
         kept = history.rows[best_epoch]
-        log(f"kept epoch {best_epoch}: validation EER {100 * kept['eer']:.2f}%, accuracy {kept['accuracy']:.4f}, "
+        log(f"trained {len(history.rows)} epochs in {sum(r['time'] for r in history.rows):.0f} s; kept epoch "
+            f"{best_epoch}: validation EER {100 * kept['eer']:.2f}%, accuracy {kept['accuracy']:.4f}, "
             f"ROC-AUC {kept['roc_auc']:.4f}")
         if run_dir:
             save_model(run_dir, learn.model, model_description(cfg, spec_dict, summary.input_shape))

@@ -49,6 +49,7 @@ def read_val_pngs(paths):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:load_learner")
 def test_resnet18_one_epoch_writes_the_whole_run_folder(tmp_path):
     images = make_images(tmp_path / "images")
     result = train.train(config(images, tmp_path / "runs", arch="resnet18"), log=quiet)
@@ -83,6 +84,11 @@ def test_resnet18_one_epoch_writes_the_whole_run_folder(tmp_path):
     score = model_io.bonafide_score(logits)
     labels = targets.numpy()
     assert compute_eer(score[labels == 0], score[labels == 1])[0] == pytest.approx(kept["eer"], abs=1e-6)
+    # fastai users: export.pkl predicts from a PNG path, agreeing with the safetensors model
+    from fastai.learner import load_learner
+    exported = load_learner(run / "export.pkl")
+    label, _, probs = exported.predict(valid.dataset.paths[0])
+    assert float(probs[1]) == pytest.approx(model_io.spoof_probability(logits)[0], abs=1e-5)
 
 
 def test_simple_cnn_learns_and_same_seed_gives_same_metrics(tmp_path):
@@ -191,6 +197,13 @@ def test_bad_images_folder_stops_with_a_clear_message(tmp_path, damage, expected
     assert not (tmp_path / "runs").exists()  # nothing written before the data is known to be usable
 
 
+@pytest.mark.parametrize("setting, message", [(dict(bs=0), "--bs 0 must be >= 1"),
+                                              (dict(epochs=0), "no epoch to train")])
+def test_impossible_settings_stop_before_reading_data(tmp_path, setting, message):
+    with pytest.raises(ValueError, match=message):
+        train.train(config(tmp_path / "not-read", tmp_path / "runs", **setting), log=quiet)
+
+
 def test_unknown_architecture_lists_the_known_ones(tmp_path):
     with pytest.raises(SystemExit) as err:
         train.main(images=str(tmp_path), arch="resnet1001", out=str(tmp_path / "runs"))
@@ -214,3 +227,36 @@ def test_cuda_out_of_memory_suggests_a_smaller_batch(monkeypatch):
 def test_input_size_keeps_the_aspect_ratio():
     assert data.input_shape((128, 400), 0) == (128, 400)
     assert data.input_shape((128, 400), 64) == (64, 200)
+
+
+def test_pretrained_path_fine_tunes_with_a_frozen_body_first(tmp_path, monkeypatch):
+    import torchvision
+    from torchvision.models import _api
+    torch.manual_seed(1)
+    stand_in = torchvision.models.resnet18().state_dict()  # "ImageNet weights" without the network
+    monkeypatch.setattr(_api, "load_state_dict_from_url", lambda url, *a, **k: stand_in)
+    images = make_images(tmp_path / "images", n_train=16, n_val=8)
+    result = train.train(config(images, tmp_path / "runs", arch="resnet18", pretrained=True, epochs=1,
+                                freeze_epochs=1), log=quiet)
+    assert len(result.history) == 2  # one frozen epoch, then one of the whole network
+    cfg = json.loads((result.run_dir / "config.json").read_text())
+    assert cfg["schedule"] == "fine_tune" and cfg["settings"]["pretrained"] is True
+    assert json.loads((result.run_dir / "model.json").read_text())["pretrained"] is True
+    model, desc = model_io.load_model(result.run_dir)
+    body_conv = model.state_dict()["0.0.weight"]  # rebuilt without downloading anything
+    assert body_conv.shape == stand_in["conv1.weight"].shape
+
+
+def test_missing_pretrained_weights_stop_before_any_image_is_decoded(tmp_path, monkeypatch):
+    import urllib.error
+    from classify import archs
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable (test)")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(data, "decode_images", lambda *a, **k: pytest.fail("images decoded before the check"))
+    images = make_images(tmp_path / "images", n_train=4, n_val=4)
+    with pytest.raises(archs.PretrainedWeightsUnavailable, match="--no-pretrained"):
+        train.train(config(images, tmp_path / "runs", arch="resnet18", pretrained=True), log=quiet)
+    assert not (tmp_path / "runs").exists()
