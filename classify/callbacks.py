@@ -16,6 +16,7 @@ from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.learner import AvgLoss, AvgSmoothLoss, Metric
 from fastai.torch_core import find_bs
+from torch.nn.parallel import DistributedDataParallel
 
 from classify import runfolder
 from classify.metrics import BONAFIDE, SPOOF, compute_eer, roc_auc
@@ -30,8 +31,13 @@ class EpochScoreMetric(Metric):
     def reset(self):
         self.preds, self.targs = [], []
 
+    def count(self) -> int:
+        """Return how many validation images the last validation scored (over all processes)."""
+        return sum(len(t) for t in self.targs)
+
     def accumulate(self, learn):
-        # no .cpu() here: the batches stay on the device until `value`, one sync per epoch
+        # no .cpu() here: the batches stay on the device until `value`, one sync per epoch. In a
+        # multi-process run, to_detach gathers every rank's batch (padding removed): all ranks score all of val
         self.preds.append(learn.to_detach(learn.pred, cpu=False))
         self.targs.append(learn.to_detach(learn.yb[0], cpu=False))
 
@@ -92,6 +98,7 @@ class DeviceLosses(Callback):
 
 
 class DeviceAvgLoss(AvgLoss):
+    # validation: to_detach gathers the batch loss of every process and averages it, the same on every rank
     def accumulate(self, learn):
         bs = find_bs(learn.yb)
         self.total += learn.to_detach(learn.loss.mean(), cpu=False).float() * bs
@@ -101,7 +108,8 @@ class DeviceAvgLoss(AvgLoss):
 class DeviceSmoothLoss(AvgSmoothLoss):
     def accumulate(self, learn):
         self.count += 1
-        loss = learn.to_detach(learn.loss.mean(), cpu=False).float()
+        # this process's loss only (no gather across processes every step): train_loss is rank 0's
+        loss = learn.to_detach(learn.loss.mean(), cpu=False, gather=False).float()
         self.val = torch.lerp(loss, self.val.to(loss.device), self.beta)
 
 
@@ -128,7 +136,9 @@ class KeepBestEpoch(Callback):
         eer, loss = values.get("eer", float("nan")), values.get("valid_loss", float("nan"))
         key = (np.inf if np.isnan(eer) else eer, np.inf if np.isnan(loss) else loss)
         if self.best_key is None or key < self.best_key:
-            self.state = {k: v.detach().clone() for k, v in self.learn.model.state_dict().items()}
+            model = self.learn.model
+            model = model.module if isinstance(model, DistributedDataParallel) else model  # during a multi-process fit
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             self.best_epoch, self.best_key = self.total_epochs, key
         self.total_epochs += 1
 

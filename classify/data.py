@@ -27,6 +27,7 @@ import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.data.core import ItemTransform, Pipeline  # fasttransform (fastai 2.8) or fastcore (2.7)
+from fastai.torch_core import rank_distrib
 from fastprogress.fastprogress import progress_bar
 
 from classify.model_io import normalize_channels, resize_images, unit_float
@@ -192,7 +193,7 @@ def decode_images(paths: list[Path], shape: tuple[int, int], workers: int = 0, l
     workers = workers or min(32, os.cpu_count() or 1)
     starts = range(0, len(paths), chunk)
     with ThreadPoolExecutor(workers) as pool:  # cv2 and PIL release the GIL while decoding
-        bar = progress_bar(pool.map(decode_chunk, starts), total=len(starts))
+        bar = progress_bar(pool.map(decode_chunk, starts), total=len(starts), display=rank_distrib() == 0)
         bar.comment = label
         for errors in bar:
             for e in errors:

@@ -4,10 +4,13 @@ Pretrained architectures: fastai `vision_learner` + `fine_tune` (frozen body for
 then the whole network, one-cycle). From scratch (--no-pretrained, or simple_cnn): `fit_one_cycle`.
 The epoch table shows loss, accuracy, ROC-AUC and EER on the val split; the epoch with the lowest
 validation EER is kept. Outputs go to a new run folder (see classify.runfolder).
+Several GPUs or machines: `accelerate launch --multi_gpu --num_processes N -m classify.train ...`
+(see classify.distributed: --bs is split across the processes, rank 0 writes the run folder).
 """
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -24,10 +27,10 @@ from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import OptimWrapper
-from fastai.torch_core import set_seed
+from fastai.torch_core import rank_distrib, set_seed
 from fastcore.script import call_parse
 
-from classify import archs, runfolder
+from classify import archs, distributed, runfolder
 from classify.callbacks import (DeviceLosses, EpochHistory, KeepBestEpoch, SparseProgress, ValidAccuracy, ValidEER,
                                 ValidRocAuc)
 from classify.data import AugmentConfig, build_dataloaders, default_device
@@ -41,7 +44,7 @@ class TrainConfig:
     arch: str = "resnet101"       # one of classify.archs.ARCHS
     epochs: int = 5               # epochs of whole-network training (after the frozen ones when pretrained)
     lr: float = 0.0               # peak learning rate; 0 = 2e-3 for fine-tuning, 3e-3 from scratch
-    bs: int = 64                  # batch size (per process)
+    bs: int = 64                  # batch size of one step; a multi-process launch splits it evenly across processes
     freeze_epochs: int = 1        # pretrained only: epochs training the new head with the body frozen
     size: int = 0                 # model input height (width keeps the aspect); 0 = the images' own size
     pretrained: bool = True       # start from ImageNet weights (needs them downloaded or cached)
@@ -71,6 +74,11 @@ class TrainConfig:
             ("bs", self.bs, ">= 1", self.bs >= 1), ("lr", self.lr, ">= 0", self.lr >= 0),
             ("size", self.size, ">= 0", self.size >= 0), ("mixup", self.mixup, ">= 0", self.mixup >= 0),
             ("early_stop", self.early_stop, ">= 0", self.early_stop >= 0)) if not ok]
+        if self.bs >= 1 and distributed.is_distributed():
+            try:
+                distributed.per_process_bs(self.bs)
+            except ValueError as e:
+                problems.append(str(e))
         if self.epochs + (self.freeze_epochs if self.fine_tunes() else 0) < 1:
             problems.append("there is no epoch to train: raise --epochs")
         if problems:
@@ -133,11 +141,12 @@ def fit(learn: Learner, cfg: TrainConfig):
 
 
 def run_config(cfg: TrainConfig, spec_dict: dict, summary, device, run_dir) -> dict:
-    """Return config.json's content: every setting, the spec, the data path taken, versions, device."""
+    """Return config.json's content: every setting, the spec, the data path taken, versions, device(s)."""
     return {"settings": asdict(cfg), "lr_used": cfg.peak_lr(), "schedule": "fine_tune" if cfg.fine_tunes()
             else "fit_one_cycle", "augment": asdict(AugmentConfig()) if cfg.augment else None,
             "data": asdict(summary), "spec": spec_dict, "versions": runfolder.package_versions(),
             "git_commit": runfolder.git_commit(), "device": runfolder.device_description(device),
+            "processes": distributed.world_size(), "bs_per_process": cfg.bs // distributed.world_size(),
             "seed": cfg.seed, "run_dir": str(run_dir), "images": str(Path(cfg.images).resolve())}
 
 
@@ -176,11 +185,14 @@ class LateEarlyStopping(EarlyStoppingCallback):
 def train(cfg: TrainConfig, log=print) -> TrainResult:
     """Train per `cfg`, write the run folder (rank 0), and return where it is with the trained learner."""
     cfg.validate()  # a wrong setting or an unknown --arch stops here, before any data is read
+    if not runfolder.is_main_process():
+        log = _silent  # one copy of each message: rank 0's
     if cfg.pretrained and not cfg.fine_tunes():
         log(f"{cfg.arch} has no ImageNet weights: training it from random weights")
     if cfg.fine_tunes():  # missing weights stop here (PretrainedWeightsUnavailable), before the images are decoded
         archs.build_model(archs.builder_settings(cfg.arch), pretrained=True)
-    device = default_device()
+    device = distributed.setup(default_device())  # a multi-process launch joins its process group here
+    n_procs = distributed.world_size()
     # bit-reproducible on the CPU; on CUDA seeded, but cuDNN autotuning (much faster) picks kernels per run
     set_seed(cfg.seed, reproducible=device.type != "cuda")
     if device.type == "cuda":
@@ -191,11 +203,20 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         log(msg)
         early.append(msg)
 
+    if n_procs > 1:
+        log_early(f"process group: {n_procs} processes on {device.type} ({torch.distributed.get_backend()}); "
+                  f"batch {cfg.bs} = {n_procs} x {cfg.bs // n_procs} images per process")
+    # the processes of one machine share its cores for decoding
+    workers = cfg.workers or (max(1, (os.cpu_count() or 1) // distributed.local_world_size()) if n_procs > 1 else 0)
     dls, spec, spec_dict, summary = build_dataloaders(
-        cfg.images, cfg.bs, device, cfg.loader, cfg.balance, cfg.size, AugmentConfig() if cfg.augment else None,
-        workers=cfg.workers, log=log_early)
+        cfg.images, cfg.bs // n_procs, device, cfg.loader, cfg.balance, cfg.size,
+        AugmentConfig() if cfg.augment else None, workers=workers, log=log_early)
     learn = build_learner(cfg, dls, summary.class_weights, device)
+    if n_procs > 1:  # same initial weights everywhere (DDP broadcasts rank 0's); distinct augmentation draws
+        torch.manual_seed(cfg.seed + 1000 * rank_distrib())
+    # rank 0 names and creates the run folder; the others learn its name (nothing is written off rank 0)
     run_dir = runfolder.create_run_dir(cfg.out, cfg.arch, cfg.seed)
+    run_name = distributed.broadcast_from_main(None if run_dir is None else str(run_dir))
     if run_dir:
         runfolder.write_atomic(run_dir / "train.log", "".join(m + "\n" for m in early))
     with runfolder.tee_output(run_dir / "train.log" if run_dir else None):
@@ -206,12 +227,16 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         history = EpochHistory(run_dir)
         learn.add_cbs([best, history] + ([LateEarlyStopping("eer", np.less, patience=cfg.early_stop)]
                                          if cfg.early_stop else []))
-        fit(learn, cfg)
+        with distributed.data_parallel(learn, device):
+            fit(learn, cfg)
         best_epoch = best.restore()
         kept = history.rows[best_epoch]
+        scored = learn.metrics[0].count()
         log(f"trained {len(history.rows)} epochs in {sum(r['time'] for r in history.rows):.0f} s; kept epoch "
             f"{best_epoch}: validation EER {100 * kept['eer']:.2f}%, accuracy {kept['accuracy']:.4f}, "
-            f"ROC-AUC {kept['roc_auc']:.4f}")
+            f"ROC-AUC {kept['roc_auc']:.4f} ({scored} validation images scored"
+            + (f" across {n_procs} processes)" if n_procs > 1 else ")"))
+        distributed.write_debug(learn.model, run_name, scored)
         if run_dir:
             save_model(run_dir, learn.model, model_description(cfg, spec_dict, summary.input_shape))
             runfolder.plot_curves(run_dir, history.rows, best_epoch)
@@ -219,6 +244,10 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             runfolder.point_latest(cfg.out, run_dir)
             log(f"run folder: {run_dir} ({Path(cfg.out) / runfolder.LATEST} points to it)")
     return TrainResult(run_dir, learn, best_epoch, history.rows)
+
+
+def _silent(_msg):
+    pass
 
 
 ON_OFF = {"action": argparse.BooleanOptionalAction}  # gives --name and --no-name
@@ -230,7 +259,7 @@ def main(
     arch: str = "resnet101",  # architecture: resnet18/34/50/101, efficientnet_b0/b4, simple_cnn
     epochs: int = 5,  # epochs of whole-network training (after the frozen ones when pretrained)
     lr: float = 0.0,  # peak learning rate; 0 = 2e-3 when fine-tuning, 3e-3 from scratch
-    bs: int = 64,  # batch size
+    bs: int = 64,  # batch size (of all processes together in a multi-GPU launch)
     freeze_epochs: int = 1,  # pretrained only: epochs with the ImageNet body frozen
     size: int = 0,  # model input height, the width keeps the aspect; 0 = the images' own size
     pretrained: Annotated[bool, "start from ImageNet weights (--no-pretrained: random weights)", ON_OFF] = True,
@@ -251,3 +280,5 @@ def main(
         train(cfg)
     except (archs.UnknownArchError, archs.PretrainedWeightsUnavailable, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
+    finally:
+        distributed.teardown()

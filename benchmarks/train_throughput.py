@@ -1,0 +1,302 @@
+"""Training throughput: images/s of the project's training path against a plain PyTorch ceiling.
+
+    python -m benchmarks.train_throughput [--arch resnet18] [--height 64 --width 200] [--bs 32]
+                                          [--images 384] [--epochs 2] [--steps N] [--datablock]
+
+In one process, on the same model (random weights), input size, batch size and device:
+  ceiling    a plain PyTorch loop over batches already in device memory (float, normalized,
+             channels_last, as the model takes them): forward, cross-entropy, backward, AdamW step.
+             CUDA: bf16 autocast + fused AdamW; CPU: float32 + foreach AdamW (what classify.train uses).
+             Measured twice (before and after the project's path, the machine's load changes) and
+             the faster block counts.
+  project    what `make train` runs (`python -m classify.train --loader auto --no-pretrained`):
+             a generated PNG tree + spec.json on disk → classify.data.build_dataloaders (decode once,
+             timed and printed separately) → classify.train.build_learner → fit_one_cycle with the
+             best-epoch and history callbacks. One warm-up epoch, then --epochs timed epochs; the
+             training phase of the fastest one counts (validation is printed separately).
+  datablock  (--datablock; always on CUDA) the same with `--loader datablock`: fastai's DataBlock
+             streaming PNGs from disk through worker processes.
+Prints images/s, the ratio project / ceiling (target >= 90%), the one-time decode, and the peak
+host memory (resident set of this process, sampled while each part runs) and GPU memory (torch's
+allocator peak). Writes benchmarks/out/train_throughput.json. Defaults: on the CPU resnet18 at
+64x200, batch 32; on CUDA resnet101 and efficientnet_b4 at 128x400 (3 channels), batch 128.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+from fastai.callback.core import Callback
+from fastai.torch_core import find_bs, set_seed
+
+from classify import archs
+from classify.callbacks import EpochHistory, KeepBestEpoch
+from classify.data import build_dataloaders, default_device
+from classify.train import TrainConfig, build_learner, fit
+from spec2img.config import SpecConfig, save_spec
+from spec2img.rows import LABELS
+
+OUT = Path(__file__).resolve().parent / "out"
+CPU_DEFAULTS = dict(arch=["resnet18"], height=64, width=200, bs=32, images=384)
+CUDA_DEFAULTS = dict(arch=["resnet101", "efficientnet_b4"], height=128, width=400, bs=128, images=128 * 24)
+
+
+# ---------------------------------------------------------------- measuring
+
+def synchronize(device: torch.device):
+    """Wait for the device's queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class PeakRSS:
+    """Samples this process's resident set size every 50 ms while in use; `.peak_mb`."""
+
+    def __init__(self):
+        self.peak_mb, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        me = psutil.Process()
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, me.memory_info().rss / 2 ** 20)
+            self._stop.wait(0.05)
+
+    def __enter__(self):
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def report(self) -> dict:
+        """Return the peak host MB and, on CUDA, the peak GPU MB allocated by torch."""
+        gpu = torch.cuda.max_memory_allocated() / 2 ** 20 if torch.cuda.is_available() else None
+        return {"peak_host_rss_mb": round(self.peak_mb), "peak_gpu_mb": None if gpu is None else round(gpu)}
+
+
+class PhaseTimer(Callback):
+    """Records, per epoch, the seconds and images of the training phase and the whole epoch."""
+    order = 100  # after every other callback's after_train / after_epoch work
+
+    def __init__(self, device: torch.device):
+        self.device, self.epochs = device, []
+
+    def before_epoch(self):
+        synchronize(self.device)
+        self.epoch_start, self.images = time.perf_counter(), 0
+
+    def before_train(self):
+        synchronize(self.device)
+        self.train_start = time.perf_counter()
+
+    def after_batch(self):
+        if self.training:
+            self.images += find_bs(self.yb)
+
+    def after_train(self):
+        synchronize(self.device)
+        self.train_seconds = time.perf_counter() - self.train_start
+
+    def after_epoch(self):
+        synchronize(self.device)
+        self.epochs.append({"train_images": self.images, "train_s": self.train_seconds,
+                            "epoch_s": time.perf_counter() - self.epoch_start})
+
+
+# ---------------------------------------------------------------- the data on disk
+
+def write_image_tree(root: Path, n_train: int, n_val: int, height: int, width: int, seed: int = 0) -> Path:
+    """Write images/{train,val}/{bonafide,spoof}/*.png (8-bit grayscale, classes told apart by which half
+    of the rows is brighter) and a spec.json whose image shape is height x width; return the root."""
+    import cv2
+    base = SpecConfig()
+    spec = SpecConfig(n_mels=height, duration=width * base.hop_length / base.sample_rate)
+    if spec.image_shape != (height, width):
+        raise SystemExit(f"--width {width} gives no whole spectrogram duration at hop {base.hop_length}")
+    save_spec(spec, root)
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for k, label in enumerate(LABELS):
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n // 2 + (n % 2 if k == 0 else 0)):
+                img = rng.integers(0, 90, (height, width), dtype=np.uint8)
+                rows = slice(height // 2, height) if label == "bonafide" else slice(0, height // 2)
+                img[rows] += 100
+                cv2.imwrite(str(folder / f"{label}_{i:05d}.png"), img)
+    return root
+
+
+# ---------------------------------------------------------------- the ceiling
+
+def ceiling_run(arch: str, shape: tuple[int, int], bs: int, steps: int, device: torch.device,
+                warmup: int = 3, pool_batches: int = 4) -> dict:
+    """Return images/s of a plain training loop on `steps` batches cycled from a pool held on `device`."""
+    from classify.train import optimizer_for
+    torch.manual_seed(0)
+    model = archs.build_model(archs.builder_settings(arch), pretrained=False)
+    model = model.to(device, memory_format=torch.channels_last).train()
+    wrapper = optimizer_for(device)  # fastai's OptimWrapper partial: the same torch AdamW and flags
+    opt = wrapper.keywords["opt"](model.parameters(), lr=1e-3,
+                                  **{k: v for k, v in wrapper.keywords.items() if k != "opt"})
+    x_pool = torch.randn(pool_batches * bs, 3, *shape, device=device).contiguous(memory_format=torch.channels_last)
+    y_pool = torch.randint(0, archs.N_CLASSES, (pool_batches * bs,), device=device)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    cuda = device.type == "cuda"
+
+    def step(i: int):
+        k = (i % pool_batches) * bs
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            loss = loss_fn(model(x_pool[k:k + bs]).float(), y_pool[k:k + bs])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for i in range(warmup):
+        step(i)
+    synchronize(device)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    return {"images_per_s": steps * bs / seconds, "steps": steps, "seconds": seconds,
+            "precision": "bf16 autocast" if cuda else "float32", "memory_format": "channels_last",
+            "optimizer": f"AdamW ({'fused' if cuda else 'foreach'})"}
+
+
+def measure_ceiling(arch, shape, bs, steps, device) -> dict:
+    """Return the ceiling run with its memory peaks."""
+    with PeakRSS() as memory:
+        result = ceiling_run(arch, shape, bs, steps, device)
+    return {**result, **memory.report()}
+
+
+# ---------------------------------------------------------------- the project's path
+
+def project_run(images: Path, arch: str, bs: int, epochs: int, device: torch.device, loader: str) -> dict:
+    """Return the project's path (as classify.train runs it, no run folder) timed per epoch."""
+    cfg = TrainConfig(images=str(images), arch=arch, epochs=1 + epochs, bs=bs, pretrained=False, loader=loader)
+    set_seed(cfg.seed, reproducible=device.type != "cuda")
+    messages = []
+    with PeakRSS() as memory:
+        start = time.perf_counter()
+        dls, _, _, summary = build_dataloaders(images, cfg.bs, device, cfg.loader, cfg.balance, cfg.size,
+                                               log=messages.append)
+        decode_s = time.perf_counter() - start
+        learn = build_learner(cfg, dls, summary.class_weights, device)
+        timer = PhaseTimer(device)
+        learn.add_cbs([KeepBestEpoch(), EpochHistory(None), timer])
+        fit(learn, cfg)
+    timed = timer.epochs[1:]  # the first epoch warms up (allocator, cuDNN autotuning, worker start-up)
+    best = min(timed, key=lambda e: e["train_s"] / e["train_images"])
+    n_val = sum(summary.counts["val"].values())
+    return {"loader": summary.loader, "storage": summary.storage,
+            "images_per_s": best["train_images"] / best["train_s"],
+            "epoch_images_per_s": best["train_images"] / best["epoch_s"],
+            "validation_s": best["epoch_s"] - best["train_s"], "val_images": n_val,
+            "one_time_setup_s": decode_s, "epochs": timer.epochs, **memory.report(),
+            "data_log": [m for m in messages if m.startswith("data:")]}
+
+
+# ---------------------------------------------------------------- report
+
+def run_arch(arch: str, images: Path, args, device: torch.device) -> dict:
+    """Return the ceiling, the project's path (and the DataBlock path) for one architecture."""
+    shape = (args.height, args.width)
+    steps = args.steps or max(5, args.images // args.bs)
+    print(f"\n== {arch}: {args.height}x{args.width} input (3 channels), batch {args.bs}, {device}", flush=True)
+    first = measure_ceiling(arch, shape, args.bs, steps, device)
+    print(f"ceiling (plain loop)   {first['images_per_s']:8.1f} img/s", flush=True)
+    project = project_run(images, arch, args.bs, args.epochs, device, "auto")
+    print(f"project path           {project['images_per_s']:8.1f} img/s", flush=True)
+    second = measure_ceiling(arch, shape, args.bs, steps, device)
+    print(f"ceiling (again)        {second['images_per_s']:8.1f} img/s", flush=True)
+    result = {"ceiling": max(first, second, key=lambda r: r["images_per_s"]),
+              "ceiling_runs": [first["images_per_s"], second["images_per_s"]], "project": project}
+    if args.datablock or device.type == "cuda":
+        result["datablock"] = project_run(images, arch, args.bs, args.epochs, device, "datablock")
+        print(f"datablock path         {result['datablock']['images_per_s']:8.1f} img/s", flush=True)
+    result["ratio"] = project["images_per_s"] / result["ceiling"]["images_per_s"]
+    return result
+
+
+def print_report(arch: str, r: dict):
+    """Print one architecture's table and ratio."""
+    c, p = r["ceiling"], r["project"]
+
+    def gpu(x):
+        return "-" if x["peak_gpu_mb"] is None else str(x["peak_gpu_mb"])
+    print(f"\n{arch:24s} {'img/s':>9s} {'peak host MB':>13s} {'peak GPU MB':>12s}")
+    print(f"{'ceiling':24s} {c['images_per_s']:9.1f} {c['peak_host_rss_mb']:13d} {gpu(c):>12s}"
+          f"   ({c['precision']}, {c['memory_format']}, {c['optimizer']}; runs {r['ceiling_runs'][0]:.1f}, "
+          f"{r['ceiling_runs'][1]:.1f})")
+    rows = [("project (make train)", p)] + ([("datablock (--loader datablock)", r["datablock"])]
+                                           if "datablock" in r else [])
+    for name, x in rows:
+        print(f"{name:24s} {x['images_per_s']:9.1f} {x['peak_host_rss_mb']:13d} {gpu(x):>12s}"
+              f"   ({x['loader']} path, images on {x['storage']}; with validation of {x['val_images']} images: "
+              f"{x['epoch_images_per_s']:.1f} img/s)")
+    print(f"one-time setup (scan + decode PNGs into memory): {p['one_time_setup_s']:.2f} s")
+    ratio = r["ratio"]
+    print(f"ratio project / ceiling: {ratio:.1%}  (target >= 90%: {'met' if ratio >= 0.9 else 'NOT met'})")
+    if "datablock" in r:
+        print(f"ratio datablock / ceiling: {r['datablock']['images_per_s'] / c['images_per_s']:.1%}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", nargs="+", default=None, help="architectures (default: resnet18 on the CPU, "
+                        "resnet101 and efficientnet_b4 on CUDA)")
+    parser.add_argument("--height", type=int, default=None, help="image height = n_mels (default 64 CPU, 128 CUDA)")
+    parser.add_argument("--width", type=int, default=None, help="image width = frames (default 200 CPU, 400 CUDA)")
+    parser.add_argument("--bs", type=int, default=None, help="batch size (default 32 CPU, 128 CUDA)")
+    parser.add_argument("--images", type=int, default=None, help="training images written (default 384 CPU, "
+                        "3072 CUDA); validation gets a quarter as many")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs of the project's path after one warm-up")
+    parser.add_argument("--steps", type=int, default=0, help="timed ceiling steps (default: one epoch's batches)")
+    parser.add_argument("--datablock", action="store_true", help="also time --loader datablock (always on CUDA)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    args = parser.parse_args()
+    device = torch.device(args.device) if args.device else default_device()
+    for key, value in (CUDA_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as classify.train does
+    for arch in args.arch:
+        archs.get_arch(arch)
+    report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
+              f"cpu: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
+              "torch": torch.__version__, "height": args.height, "width": args.width, "bs": args.bs,
+              "train_images": args.images, "timed_epochs": args.epochs, "pretrained": False, "archs": {}}
+    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+        start = time.perf_counter()
+        images = write_image_tree(Path(tmp) / "images", args.images, max(args.bs, args.images // 4),
+                                  args.height, args.width)
+        print(f"wrote {args.images} training and {max(args.bs, args.images // 4)} validation PNGs "
+              f"({args.height}x{args.width}) in {time.perf_counter() - start:.1f} s; {report['device']}")
+        for arch in args.arch:
+            report["archs"][arch] = run_arch(arch, images, args, device)
+    for arch, r in report["archs"].items():
+        print_report(arch, r)
+    report["load_average_1min"] = round(os.getloadavg()[0], 2)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "train_throughput.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    print(f"\nwritten to {OUT / 'train_throughput.json'} (1-min load average {report['load_average_1min']})")
+
+
+if __name__ == "__main__":
+    main()
