@@ -60,7 +60,7 @@ audit: $(STAMP) ## (re)write IMAGES/audit/: counts, sample rates, duration and a
 
 train: $(STAMP) ## fine-tune ARCH on IMAGES into RUNS/<arch>-<time>/ (SEEDS="0 1 2" trains one run per seed, GPUS=N uses accelerate)
 	@set -e; for seed in $(if $(SEEDS),$(SEEDS),0); do \
-	  $(if $(filter-out 1,$(GPUS)),$(VENV)/bin/accelerate launch --num_processes $(GPUS) -m,$(PY) -m) classify.train \
+	  $(if $(filter-out 1,$(GPUS)),$(VENV)/bin/accelerate launch --multi_gpu --num_processes $(GPUS) --num_machines 1 --mixed_precision no --dynamo_backend no $(ACCELERATE_ARGS) -m,$(PY) -m) classify.train \
 	    --images $(IMAGES) --arch $(ARCH) --epochs $(EPOCHS) --bs $(BS) --seed $$seed --out $(RUNS) $(TRAIN_ARGS); \
 	  $(if $(SEEDS),readlink -f $(RUNS)/latest >> $(RUNS)/.seeds-$(ARCH).tmp;) \
 	done; $(if $(SEEDS),mv $(RUNS)/.seeds-$(ARCH).tmp $(RUNS)/seeds-$(ARCH).txt; echo "seed runs listed in $(RUNS)/seeds-$(ARCH).txt")

@@ -1,7 +1,7 @@
 """Training throughput: images/s of the project's training path against a plain PyTorch ceiling.
 
     python -m benchmarks.train_throughput [--arch resnet18] [--height 64 --width 200] [--bs 32]
-                                          [--images 384] [--epochs 2] [--steps N] [--datablock]
+                                          [--images 192] [--epochs 2] [--steps N] [--datablock] [--threads N]
 
 In one process, on the same model (random weights), input size, batch size and device:
   ceiling    a plain PyTorch loop over batches already in device memory (float, normalized,
@@ -45,7 +45,7 @@ from spec2img.config import SpecConfig, save_spec
 from spec2img.rows import LABELS
 
 OUT = Path(__file__).resolve().parent / "out"
-CPU_DEFAULTS = dict(arch=["resnet18"], height=64, width=200, bs=32, images=384)
+CPU_DEFAULTS = dict(arch=["resnet18"], height=64, width=200, bs=32, images=192)
 CUDA_DEFAULTS = dict(arch=["resnet101", "efficientnet_b4"], height=128, width=400, bs=128, images=128 * 24)
 
 
@@ -87,7 +87,9 @@ class PeakRSS:
 
 
 class PhaseTimer(Callback):
-    """Records, per epoch, the seconds and images of the training phase and the whole epoch."""
+    """Records, per epoch, the seconds and images of the training phase and of the whole epoch, and the
+    time between the ends of consecutive training steps (data, transforms, step and callbacks: a step's
+    whole cost; meaningful on the CPU, where nothing runs asynchronously)."""
     order = 100  # after every other callback's after_train / after_epoch work
 
     def __init__(self, device: torch.device):
@@ -95,15 +97,18 @@ class PhaseTimer(Callback):
 
     def before_epoch(self):
         synchronize(self.device)
-        self.epoch_start, self.images = time.perf_counter(), 0
+        self.epoch_start, self.images, self.steps = time.perf_counter(), 0, []
 
     def before_train(self):
         synchronize(self.device)
-        self.train_start = time.perf_counter()
+        self.train_start = self.last = time.perf_counter()
 
     def after_batch(self):
         if self.training:
             self.images += find_bs(self.yb)
+            now = time.perf_counter()
+            self.steps.append(now - self.last)
+            self.last = now
 
     def after_train(self):
         synchronize(self.device)
@@ -112,7 +117,7 @@ class PhaseTimer(Callback):
     def after_epoch(self):
         synchronize(self.device)
         self.epochs.append({"train_images": self.images, "train_s": self.train_seconds,
-                            "epoch_s": time.perf_counter() - self.epoch_start})
+                            "epoch_s": time.perf_counter() - self.epoch_start, "step_s": self.steps})
 
 
 # ---------------------------------------------------------------- the data on disk
@@ -142,7 +147,7 @@ def write_image_tree(root: Path, n_train: int, n_val: int, height: int, width: i
 # ---------------------------------------------------------------- the ceiling
 
 def ceiling_run(arch: str, shape: tuple[int, int], bs: int, steps: int, device: torch.device,
-                warmup: int = 3, pool_batches: int = 4) -> dict:
+                warmup: int = 2, pool_batches: int = 4) -> dict:
     """Return images/s of a plain training loop on `steps` batches cycled from a pool held on `device`."""
     from classify.train import optimizer_for
     torch.manual_seed(0)
@@ -167,12 +172,16 @@ def ceiling_run(arch: str, shape: tuple[int, int], bs: int, steps: int, device: 
     for i in range(warmup):
         step(i)
     synchronize(device)
-    start = time.perf_counter()
+    start = last = time.perf_counter()
+    step_s = []
     for i in range(steps):
         step(i)
+        now = time.perf_counter()
+        step_s.append(now - last)
+        last = now
     synchronize(device)
     seconds = time.perf_counter() - start
-    return {"images_per_s": steps * bs / seconds, "steps": steps, "seconds": seconds,
+    return {"images_per_s": steps * bs / seconds, "steps": steps, "seconds": seconds, "step_s": step_s,
             "precision": "bf16 autocast" if cuda else "float32", "memory_format": "channels_last",
             "optimizer": f"AdamW ({'fused' if cuda else 'foreach'})"}
 
@@ -205,6 +214,7 @@ def project_run(images: Path, arch: str, bs: int, epochs: int, device: torch.dev
     n_val = sum(summary.counts["val"].values())
     return {"loader": summary.loader, "storage": summary.storage,
             "images_per_s": best["train_images"] / best["train_s"],
+            "median_step_s": float(np.median([s for e in timed for s in e["step_s"]])),
             "epoch_images_per_s": best["train_images"] / best["epoch_s"],
             "validation_s": best["epoch_s"] - best["train_s"], "val_images": n_val,
             "one_time_setup_s": decode_s, "epochs": timer.epochs, **memory.report(),
@@ -224,12 +234,16 @@ def run_arch(arch: str, images: Path, args, device: torch.device) -> dict:
     print(f"project path           {project['images_per_s']:8.1f} img/s", flush=True)
     second = measure_ceiling(arch, shape, args.bs, steps, device)
     print(f"ceiling (again)        {second['images_per_s']:8.1f} img/s", flush=True)
-    result = {"ceiling": max(first, second, key=lambda r: r["images_per_s"]),
-              "ceiling_runs": [first["images_per_s"], second["images_per_s"]], "project": project}
+    faster = max(first, second, key=lambda r: r["images_per_s"])
+    memory = {k: first[k] for k in ("peak_host_rss_mb", "peak_gpu_mb")}  # the first run: before the project's data
+    result = {"ceiling": {**faster, **memory},
+              "ceiling_runs": [first["images_per_s"], second["images_per_s"]], "project": project,
+              "ceiling_median_step_s": float(np.median(first["step_s"] + second["step_s"]))}
     if args.datablock or device.type == "cuda":
         result["datablock"] = project_run(images, arch, args.bs, args.epochs, device, "datablock")
         print(f"datablock path         {result['datablock']['images_per_s']:8.1f} img/s", flush=True)
     result["ratio"] = project["images_per_s"] / result["ceiling"]["images_per_s"]
+    result["median_step_ratio"] = result["ceiling_median_step_s"] / project["median_step_s"]
     return result
 
 
@@ -251,7 +265,11 @@ def print_report(arch: str, r: dict):
               f"{x['epoch_images_per_s']:.1f} img/s)")
     print(f"one-time setup (scan + decode PNGs into memory): {p['one_time_setup_s']:.2f} s")
     ratio = r["ratio"]
-    print(f"ratio project / ceiling: {ratio:.1%}  (target >= 90%: {'met' if ratio >= 0.9 else 'NOT met'})")
+    print(f"ratio project / ceiling: {ratio:.1%}  (target >= 90%: {'met' if ratio >= 0.9 else 'NOT met'}; "
+          f"fastest training phase against the faster ceiling run)")
+    print(f"median step: ceiling {1000 * r['ceiling_median_step_s']:.0f} ms, project "
+          f"{1000 * p['median_step_s']:.0f} ms: ratio {r['median_step_ratio']:.1%} (less sensitive to other load on "
+          f"the machine; on CUDA steps are queued asynchronously and only the phase ratio counts)")
     if "datablock" in r:
         print(f"ratio datablock / ceiling: {r['datablock']['images_per_s'] / c['images_per_s']:.1%}")
 
@@ -263,13 +281,17 @@ def main():
     parser.add_argument("--height", type=int, default=None, help="image height = n_mels (default 64 CPU, 128 CUDA)")
     parser.add_argument("--width", type=int, default=None, help="image width = frames (default 200 CPU, 400 CUDA)")
     parser.add_argument("--bs", type=int, default=None, help="batch size (default 32 CPU, 128 CUDA)")
-    parser.add_argument("--images", type=int, default=None, help="training images written (default 384 CPU, "
+    parser.add_argument("--images", type=int, default=None, help="training images written (default 192 CPU, "
                         "3072 CUDA); validation gets a quarter as many")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs of the project's path after one warm-up")
     parser.add_argument("--steps", type=int, default=0, help="timed ceiling steps (default: one epoch's batches)")
     parser.add_argument("--datablock", action="store_true", help="also time --loader datablock (always on CUDA)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for both paths (default: torch's "
+                        "own; 1 steadies the numbers on a machine other jobs share)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device) if args.device else default_device()
     for key, value in (CUDA_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS).items():
         if getattr(args, key) is None:
@@ -278,10 +300,12 @@ def main():
         torch.backends.cudnn.benchmark = True  # as classify.train does
     for arch in args.arch:
         archs.get_arch(arch)
+    baseline_mb = round(psutil.Process().memory_info().rss / 2 ** 20)
     report = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
               f"cpu: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
               "torch": torch.__version__, "height": args.height, "width": args.width, "bs": args.bs,
-              "train_images": args.images, "timed_epochs": args.epochs, "pretrained": False, "archs": {}}
+              "train_images": args.images, "timed_epochs": args.epochs, "pretrained": False,
+              "host_rss_after_imports_mb": baseline_mb, "archs": {}}
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         start = time.perf_counter()
         images = write_image_tree(Path(tmp) / "images", args.images, max(args.bs, args.images // 4),
@@ -292,6 +316,7 @@ def main():
             report["archs"][arch] = run_arch(arch, images, args, device)
     for arch, r in report["archs"].items():
         print_report(arch, r)
+    print(f"(peak host MB = resident set of this one process while the part ran; {baseline_mb} MB after imports)")
     report["load_average_1min"] = round(os.getloadavg()[0], 2)
     OUT.mkdir(exist_ok=True)
     (OUT / "train_throughput.json").write_text(json.dumps(report, indent=2, default=float) + "\n")

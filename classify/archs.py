@@ -2,8 +2,8 @@
 
 Every model takes 3-channel input: the grayscale spectrogram is replicated into 3 identical
 channels and normalized with the ImageNet statistics below (see `model_io.images_to_input`),
-which is what the pretrained stems expect; `simple_cnn` gets the same input so that one
-preprocessing serves every run. The `builder` dict returned by `builder_settings` is stored in
+which is what the pretrained stems expect; the from-scratch models (`simple_cnn`, `lcnn`) get
+the same input so that one preprocessing serves every run. The `builder` dict returned by `builder_settings` is stored in
 model.json; `build_model(builder)` turns it back into the identical `nn.Module` (random weights)
 so that the safetensors state dict loads without unpickling anything.
 """
@@ -38,6 +38,7 @@ ARCHS = {a.name: a for a in [
     Arch("efficientnet_b0", "timm", "efficientnet_b0"),
     Arch("efficientnet_b4", "timm", "efficientnet_b4"),
     Arch("simple_cnn", "scratch", "SimpleCNN"),
+    Arch("lcnn", "scratch", "LCNN"),
 ]}
 
 
@@ -67,11 +68,62 @@ class SimpleCNN(nn.Sequential):
             nn.Linear(64, 128), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(128, n_out))
 
 
+class MaxFeatureMap(nn.Module):
+    """Max-Feature-Map activation: the elementwise max of the first and second half of the channels."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first, second = x.chunk(2, dim=1)  # (B, 2C, H, W) -> two (B, C, H, W)
+        return torch.where(first >= second, first, second)  # = torch.maximum, with a cheaper backward on the CPU
+
+
+# LCNN body of the ASVspoof 2019/2021 LFCC-LCNN baseline (Lavrentyeva et al. 2019; asvspoof-challenge/2021
+# LA/Baseline-LFCC-LCNN model.py): ("conv", kernel, conv output channels) — each conv is followed by MFM,
+# which halves the channels — "pool" (2x2 max pooling) and "bn" (BatchNorm without affine parameters).
+LCNN_LAYERS = (("conv", 5, 64), ("pool",),
+               ("conv", 1, 64), ("bn",), ("conv", 3, 96), ("pool",), ("bn",),
+               ("conv", 1, 96), ("bn",), ("conv", 3, 128), ("pool",),
+               ("conv", 1, 128), ("bn",), ("conv", 3, 64), ("bn",),
+               ("conv", 1, 64), ("bn",), ("conv", 3, 64), ("pool",))
+# builder settings of lcnn: half the baseline's channels (CPU-sized: about as fast as simple_cnn on 128x400)
+LCNN_DEFAULTS = {"width": 0.5, "freq_bands": 8, "dropout": 0.7}
+
+
+class LCNN(nn.Sequential):
+    """The LFCC-LCNN baseline's light CNN on the spectrogram image, with time-average pooling instead of its BLSTMs.
+
+    The body is the baseline's (MFM activations, four 2x2 max pools: 128 mel rows -> 8 bands);
+    the head averages over time only, so the final linear layer sees every (channel, frequency band)
+    feature separately: where in frequency an artefact lies is kept, unlike global average pooling.
+    """
+
+    def __init__(self, n_in: int = 3, n_out: int = N_CLASSES, width: float = 0.5, freq_bands: int = 8,
+                 dropout: float = 0.7):
+        layers, channels = [], n_in
+        for kind, *args in LCNN_LAYERS:
+            if kind == "conv":
+                kernel, conv_out = args[0], 2 * round(args[1] * width / 2)  # even, for MFM
+                layers += [nn.Conv2d(channels, conv_out, kernel, padding=kernel // 2), MaxFeatureMap()]
+                channels = conv_out // 2
+            elif kind == "pool":  # every pool follows a conv's MFM: pool first (the same maxima), MFM on 1/4 of the pixels
+                layers.insert(-1, nn.MaxPool2d(2))
+            else:
+                layers.append(nn.BatchNorm2d(channels, affine=False))
+        super().__init__(
+            *layers, nn.Dropout(dropout),
+            nn.AdaptiveAvgPool2d((freq_bands, 1)),  # (B, C, H/16, W/16) -> (B, C, freq_bands, 1): time average
+            nn.Flatten(), nn.Linear(channels * freq_bands, n_out))
+
+
+SCRATCH_MODELS = {"SimpleCNN": (SimpleCNN, {}), "LCNN": (LCNN, LCNN_DEFAULTS)}  # class, builder settings
+
+
 def builder_settings(name: str) -> dict:
     """Return the JSON-able recipe (model.json "builder") that rebuilds architecture `name`."""
     arch = get_arch(name)
     builder = {"library": arch.library, "source": arch.source, "n_in": 3, "n_out": N_CLASSES}
-    if arch.library != "scratch":
+    if arch.library == "scratch":
+        builder.update(SCRATCH_MODELS[arch.source][1])
+    else:
         builder["head"] = dict(HEAD)
     return builder
 
@@ -87,9 +139,10 @@ def build_model(builder: dict, pretrained: bool = False) -> nn.Module:
     library, source = builder["library"], builder["source"]
     n_in, n_out = builder["n_in"], builder["n_out"]
     if library == "scratch":
-        if source != "SimpleCNN":
+        if source not in SCRATCH_MODELS:
             raise UnknownArchError(f"model.json names an unknown from-scratch model {source!r}")
-        return SimpleCNN(n_in, n_out)
+        model_class, defaults = SCRATCH_MODELS[source]
+        return model_class(n_in, n_out, **{key: builder[key] for key in defaults})
     from fastai.vision.learner import create_timm_model, create_vision_model
     head = builder.get("head", HEAD)
     with pretrained_weights_errors(source, library, pretrained):

@@ -185,8 +185,8 @@ def weights_digest(model: nn.Module) -> str:
     """Return the SHA-256 of every parameter and buffer of `model` (names, shapes, dtypes and values)."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype};".encode())
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)  # 1-d: 0-d tensors (num_batches_tracked) too
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
 
