@@ -413,9 +413,11 @@ def datablock_dataloaders(images: Path, found: dict[str, ImageIndex], bs: int, d
 
 
 def fits_in_memory(n_bytes: int) -> bool:
-    """Return True when `n_bytes` of decoded images fit in the allowed share of available host RAM."""
+    """Return True when `n_bytes` of decoded images fit in the allowed share of available host RAM
+    (for every training process of this machine: each decodes its own copy)."""
     import psutil
-    return n_bytes <= MEMORY_FRACTION * psutil.virtual_memory().available
+    copies = int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # set by torchrun / accelerate launch
+    return n_bytes * copies <= MEMORY_FRACTION * psutil.virtual_memory().available
 
 
 def class_weights(labels) -> list[float]:

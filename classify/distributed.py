@@ -5,6 +5,8 @@ Launch with `accelerate launch --multi_gpu --num_processes N -m classify.train .
 --machine_rank, --main_process_ip and --main_process_port. The launcher sets RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR and MASTER_PORT; `setup` joins the process group: NCCL with one GPU per
 process on CUDA, gloo on the CPU (so a CPU-only machine runs the same code, e.g. in the tests).
+Keep --multi_gpu on a CPU-only machine too: `accelerate launch --cpu --num_processes N` starts a
+single process (accelerate's multi-CPU launch goes through mpirun).
 
 What each process does:
 - It decodes the whole train and val split itself (each GPU holds its own copy of the images).
@@ -13,11 +15,14 @@ What each process does:
   broadcast, then split). The gradients are averaged by DistributedDataParallel (accelerate's
   `prepare`), so the learning rate, the schedule and the steps per epoch are those of one process
   with the same --bs. On CUDA, BatchNorm layers become SyncBatchNorm during fit (statistics over
-  the whole batch) and plain BatchNorm again afterwards, for saving and export.
+  the whole batch) and plain BatchNorm again afterwards, for saving and export; on the CPU each
+  process normalizes over its own share and DDP copies rank 0's running statistics to all.
 - Validation is split the same way; the logits are gathered on every rank (padding removed), so
   accuracy, ROC-AUC and EER cover the whole validation split and every rank picks the same best
   epoch. The validation loss is the mean over the ranks; train_loss is rank 0's smoothed loss.
 - Only rank 0 creates the run folder (its name is broadcast to the others) and writes files.
+  On several machines, every machine needs the images at the --images path; the run folder is
+  written on the machine of rank 0.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """classify.archs: the registry, rebuilding from model.json's recipe, and the missing-weights message."""
+import json
 import urllib.error
 
 import pytest
@@ -10,7 +11,8 @@ from classify import archs
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(archs.UnknownArchError) as err:
         archs.get_arch("resnet152")
-    for name in ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_b0", "efficientnet_b4", "simple_cnn"):
+    for name in ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_b0", "efficientnet_b4", "simple_cnn",
+                 "lcnn"):
         assert name in str(err.value)
 
 
@@ -36,6 +38,47 @@ def test_simple_cnn_is_the_reference_projects_small_cnn():
     assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in model.modules())
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 2
     assert model(torch.randn(3, 3, 32, 50)).shape == (3, 2)
+
+
+def test_lcnn_is_the_asvspoof_lfcc_lcnn_baseline_body_at_half_width():
+    def conv_widths(model):
+        return [(c.kernel_size[0], c.out_channels) for c in model.modules() if isinstance(c, torch.nn.Conv2d)]
+    baseline = [(5, 64), (1, 64), (3, 96), (1, 96), (3, 128), (1, 128), (3, 64), (1, 64), (3, 64)]
+    assert conv_widths(archs.LCNN(width=1.0)) == baseline
+    model = archs.build_model(archs.builder_settings("lcnn"))
+    assert conv_widths(model) == [(k, c // 2) for k, c in baseline]
+    assert sum(isinstance(m, archs.MaxFeatureMap) for m in model.modules()) == 9
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules()) == 4
+    assert all(not m.affine for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.7 for m in model.modules())
+    # time-average pooling only: 128 mel rows / 16 = 8 bands, each band's 16 channels reach the linear layer
+    assert model[-1].in_features == 16 * 8 and model[-1].out_features == 2
+
+
+def test_max_feature_map_is_the_max_of_the_two_channel_halves():
+    x = torch.tensor([[1.0, -2.0, 0.5, 3.0], [4.0, 0.0, -1.0, -5.0]]).reshape(2, 4, 1, 1)
+    expected = torch.tensor([[1.0, 3.0], [4.0, 0.0]]).reshape(2, 2, 1, 1)
+    assert torch.equal(archs.MaxFeatureMap()(x), expected)
+
+
+def test_lcnn_trains_and_rebuilds_exactly_from_its_model_json_recipe():
+    torch.manual_seed(0)
+    model = archs.build_model(archs.builder_settings("lcnn")).train()
+    x = torch.randn(4, 3, 64, 48)  # (batch, channels, n_mels, frames), smaller than 128x400 on purpose
+    out = model(x)
+    assert out.shape == (4, 2)
+    torch.nn.functional.cross_entropy(out, torch.tensor([0, 1, 0, 1])).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    builder = json.loads(json.dumps(archs.builder_settings("lcnn")))  # what model.json stores
+    assert builder["source"] == "LCNN" and builder["width"] == 0.5
+    torch.manual_seed(1)  # different random weights, replaced by the state dict
+    rebuilt = archs.build_model(builder, pretrained=False)
+    rebuilt.load_state_dict(model.state_dict())  # strict: same names and shapes, BatchNorm running stats included
+    model.eval()
+    rebuilt.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), rebuilt(x))
+        assert model(torch.randn(1, 3, 128, 400)).shape == (1, 2)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0"])
