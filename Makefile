@@ -22,6 +22,7 @@ FORMAT ?=
 SEEDS ?=
 GPUS ?= 1
 TRAIN_ARGS ?=
+ACCELERATE_ARGS ?=
 DEMO_DATA := data/demo
 # `make images` with no DATA converts the built-in synthetic demo corpus
 SOURCE := $(if $(DATA),$(DATA),$(DEMO_DATA))
@@ -35,6 +36,7 @@ help: ## list the targets and variables
 	@echo
 	@echo "  variables: DATA=<audio root or csv> DATASET=$(DATASET) IMAGES=$(IMAGES) WORKERS=$(WORKERS) (0 = all cores)"
 	@echo "             ARCH=$(ARCH) EPOCHS=$(EPOCHS) BS=$(BS) SEEDS='0 1 2' GPUS=$(GPUS) RUN=$(RUN) SPLIT=$(SPLIT) AUDIO=<files>"
+	@echo "             TRAIN_ARGS='<more classify.train flags>' ACCELERATE_ARGS='--num_machines M --machine_rank R ...'"
 
 install: $(STAMP) ## create .venv and install requirements.txt (other targets do this first)
 
@@ -49,7 +51,7 @@ demo-data: $(STAMP) ## generate the synthetic demo corpus in data/demo (seeded, 
 
 demo: demo-data ## the whole job on the synthetic demo corpus: images, CPU training, evaluation report
 	$(PY) -m spec2img $(DEMO_DATA) --out $(IMAGES) --dataset auto --workers $(WORKERS)
-	$(PY) -m classify.train --images $(IMAGES) --arch simple_cnn --no-pretrained --epochs 6 --bs 32 --out $(RUNS)
+	$(PY) -m classify.train --images $(IMAGES) --arch lcnn --no-pretrained --epochs 6 --bs 32 --out $(RUNS)
 	$(PY) -m classify.evaluate $(RUNS)/latest --split test
 
 images: $(STAMP) $(if $(DATA),,demo-data) ## convert DATA (default: the demo corpus) into IMAGES, with the audit

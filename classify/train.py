@@ -1,7 +1,7 @@
 """Train a spoof detector on images/{train,val}: `python -m classify.train --images images --arch resnet101`.
 
 Pretrained architectures: fastai `vision_learner` + `fine_tune` (frozen body for --freeze-epochs,
-then the whole network, one-cycle). From scratch (--no-pretrained, or simple_cnn): `fit_one_cycle`.
+then the whole network, one-cycle). From scratch (--no-pretrained, simple_cnn or lcnn): `fit_one_cycle`.
 The epoch table shows loss, accuracy, ROC-AUC and EER on the val split; the epoch with the lowest
 validation EER is kept. Outputs go to a new run folder (see classify.runfolder).
 Several GPUs or machines: `accelerate launch --multi_gpu --num_processes N -m classify.train ...`
@@ -95,7 +95,7 @@ def optimizer_for(device: torch.device):
 
 
 def build_learner(cfg: TrainConfig, dls, class_weights: list[float], device: torch.device) -> Learner:
-    """Return the Learner: vision_learner for ImageNet architectures, a plain Learner for simple_cnn."""
+    """Return the Learner: vision_learner for ImageNet architectures, a plain Learner for simple_cnn, lcnn and --no-pretrained."""
     arch = archs.get_arch(cfg.arch)
     loss = CrossEntropyLossFlat(weight=torch.tensor(class_weights, dtype=torch.float32, device=device))
     kwargs = dict(loss_func=loss, opt_func=optimizer_for(device), lr=cfg.peak_lr(),
@@ -256,7 +256,7 @@ ON_OFF = {"action": argparse.BooleanOptionalAction}  # gives --name and --no-nam
 @call_parse
 def main(
     images: str = "images",  # folder written by spec2img (spec.json, train/, val/)
-    arch: str = "resnet101",  # architecture: resnet18/34/50/101, efficientnet_b0/b4, simple_cnn
+    arch: str = "resnet101",  # architecture: resnet18/34/50/101, efficientnet_b0/b4, simple_cnn, lcnn
     epochs: int = 5,  # epochs of whole-network training (after the frozen ones when pretrained)
     lr: float = 0.0,  # peak learning rate; 0 = 2e-3 when fine-tuning, 3e-3 from scratch
     bs: int = 64,  # batch size (of all processes together in a multi-GPU launch)
