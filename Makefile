@@ -22,6 +22,7 @@ FORMAT ?=
 SEEDS ?=
 GPUS ?= 1
 TRAIN_ARGS ?=
+SPEC_ARGS ?=
 ACCELERATE_ARGS ?=
 DEMO_DATA := data/demo
 # `make images` with no DATA converts the built-in synthetic demo corpus
@@ -36,7 +37,7 @@ help: ## list the targets and variables
 	@echo
 	@echo "  variables: DATA=<audio root or csv> DATASET=$(DATASET) IMAGES=$(IMAGES) WORKERS=$(WORKERS) (0 = all cores)"
 	@echo "             ARCH=$(ARCH) EPOCHS=$(EPOCHS) BS=$(BS) SEEDS='0 1 2' GPUS=$(GPUS) RUN=$(RUN) SPLIT=$(SPLIT) AUDIO=<files>"
-	@echo "             TRAIN_ARGS='<more classify.train flags>' ACCELERATE_ARGS='--num_machines M --machine_rank R ...'"
+	@echo "             SPEC_ARGS='<more spec2img flags, e.g. --augment 2 --overwrite>' TRAIN_ARGS='<more classify.train flags>' ACCELERATE_ARGS='--num_machines M --machine_rank R ...'"
 
 install: $(STAMP) ## create .venv and install requirements.txt (other targets do this first)
 
@@ -55,7 +56,7 @@ demo: demo-data ## the whole job on the synthetic demo corpus: images, CPU train
 	$(PY) -m classify.evaluate $(RUNS)/latest --split test
 
 images: $(STAMP) $(if $(DATA),,demo-data) ## convert DATA (default: the demo corpus) into IMAGES, with the audit
-	$(PY) -m spec2img $(SOURCE) --out $(IMAGES) --dataset $(DATASET) --workers $(WORKERS)
+	$(PY) -m spec2img $(SOURCE) --out $(IMAGES) --dataset $(DATASET) --workers $(WORKERS) $(SPEC_ARGS)
 
 audit: $(STAMP) ## (re)write IMAGES/audit/: counts, sample rates, duration and amplitude histograms
 	$(PY) -m spec2img.audit $(IMAGES)
