@@ -78,7 +78,7 @@ predict: $(STAMP) ## score AUDIO files or folders with RUN: path, spoof probabil
 browser: ## install Debian's Chromium for the report test, when missing (needs root)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) browser ## run the test suite (CPU only, no network, no ../shared)
+test: $(STAMP) browser ## run the test suite (CPU only, no network, generated data only)
 	$(PY) -m pytest -q tests
 
 bench-convert: $(STAMP) ## conversion clips/s: 1 worker, all workers, matplotlib specshow approach; ratios
