@@ -27,6 +27,7 @@ from spec2img.rows import LABELS
 from . import metrics as M
 from . import plots as P
 from .report import TopLossClip, render_report, write_report
+from .runfolder import write_text_atomic
 from .thresholds import (RULES, choose_threshold_with_value, prob_to_score_threshold, read_thresholds,
                          write_thresholds)
 
@@ -326,14 +327,6 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, np.float64)
     logp = z - np.logaddexp(z[:, 0], z[:, 1])[:, None]
     return -logp[np.arange(len(labels)), labels]
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write `text` to `path` through a temporary file and a rename; return the path."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 def write_scores(run_dir: Path, s: SplitScores, threshold: float, also_default: bool) -> list[Path]:

@@ -44,7 +44,6 @@ import csv
 import io
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -54,6 +53,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from classify.model_io import bonafide_score, spoof_probability
+from classify.runfolder import write_text_atomic
 from spec2img.audio import AUDIO_EXTENSIONS, AudioError, load_audio, probe_audio
 from spec2img.config import SpecConfig
 from spec2img.features import SilentClipError, clip_to_image
@@ -419,16 +419,6 @@ def rows_to_table(rows: list[PredictionRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write text to `path` via a temporary file and rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
-
-
 def exit_code(rows: list[PredictionRow]) -> int:
     """Return 0 when every row is ok, 3 when none is, 1 otherwise."""
     failed = sum(r.status != "ok" for r in rows)
@@ -477,7 +467,7 @@ def _emit(rows: list[PredictionRow], predictor: Predictor, args: argparse.Namesp
     fmt = args.format or ("json" if args.out is not None and args.out.suffix.lower() == ".json" else "csv")
     text = rows_to_json(rows, predictor, args.run) if fmt == "json" else rows_to_csv(rows)
     if args.out is not None:
-        write_atomic(args.out, text)
+        write_text_atomic(args.out, text)
         sys.stdout.write(rows_to_table(rows))
         print(f"wrote {args.out} ({len(rows)} rows, {fmt})", file=sys.stderr)
     else:

@@ -26,14 +26,20 @@ def is_main_process() -> bool:
     return rank_distrib() == 0
 
 
-def write_atomic(path: Path, text: str):
-    """Write `text` to `path` through a temporary file and a rename (rank 0 only)."""
-    if not is_main_process():
-        return
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write `text` to `path` via a temporary file and rename, so a reader never sees half a file; return the path."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+    return path
+
+
+def write_atomic(path: Path, text: str):
+    """Write `text` to `path` atomically (rank 0 only)."""
+    if is_main_process():
+        write_text_atomic(path, text)
 
 
 def write_json(path: Path, obj: dict):
