@@ -1,0 +1,121 @@
+"""Score → LLR calibration fitted on the val split, `calibration.json`, posteriors and reliability curves.
+
+The model's score (log-odds of bona fide) is ranked well but not calibrated: its size depends on the
+training prior, the loss and over-confidence. Calibration maps it to a log-likelihood ratio
+    LLR = slope · score + offset,     LLR = log p(score | bona fide) / p(score | spoof),
+fitted by prior-weighted logistic regression (scikit-learn, each class weighted to half of the total, so
+the fitted log-odds are LLRs: the effective prior is ½; almost no regularization), as BOSARIS and the
+ASVspoof 5 baselines calibrate. The map is monotone, so EER and minDCF are unchanged; actDCF and Cllr
+become meaningful. The posterior probability of spoof at a prior P(spoof) = π is
+    P(spoof | x) = sigmoid(log(π / (1 - π)) - LLR).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spec2img.fileio import write_json
+
+from .metrics import BONAFIDE, SPOOF
+
+DEFAULT_PRIOR_SPOOF = 0.5     # P(spoof) predict uses for its posterior unless --prior says otherwise
+RELIABILITY_BINS = 10         # equal-width bins of predicted P(spoof) in the reliability diagram
+LOGREG_C = 1e6                # inverse L2 strength: practically unregularized, but finite for separable data
+
+
+@dataclass(frozen=True)
+class Calibration:
+    slope: float                  # LLR = slope · score + offset
+    offset: float
+    fitted_on: str = "val"        # split the map was fitted on
+    n_bonafide: int = 0           # trials it was fitted on
+    n_spoof: int = 0
+    method: str = ("prior-weighted logistic regression (sklearn LogisticRegression, class_weight balanced, "
+                   f"C={LOGREG_C:g}) of the label on the score; each class weighted to ½, so the fitted log-odds "
+                   "are LLRs")
+
+    def llr(self, score) -> np.ndarray:
+        """Return the calibrated LLR of bona fide for ASVspoof scores (log-odds of bona fide)."""
+        return self.slope * np.asarray(score, dtype=np.float64) + self.offset
+
+
+class CalibrationError(ValueError):
+    """Calibration cannot be fitted or read; str() says why."""
+
+
+def fit_calibration(scores, labels, split: str = "val") -> Calibration:
+    """Return the affine score → LLR map fitted on (scores, labels: 0 bona fide, 1 spoof) by weighted logistic
+    regression; CalibrationError when a class is missing or a score is not finite."""
+    from sklearn.linear_model import LogisticRegression
+    x = np.asarray(scores, dtype=np.float64).reshape(-1, 1)
+    y = np.asarray(labels).ravel()
+    n_b, n_s = int(np.sum(y == BONAFIDE)), int(np.sum(y == SPOOF))
+    if n_b == 0 or n_s == 0:
+        raise CalibrationError(f"calibration needs bona fide and spoof clips on {split}; it has "
+                               f"{n_b} bona fide and {n_s} spoof")
+    if not np.all(np.isfinite(x)):
+        raise CalibrationError(f"calibration needs finite scores; {split} has {int(np.sum(~np.isfinite(x)))} others")
+    model = LogisticRegression(C=LOGREG_C, class_weight="balanced", max_iter=1000)
+    model.fit(x, (y == BONAFIDE).astype(int))          # class 1 = bona fide: the decision function is the LLR
+    return Calibration(float(model.coef_[0, 0]), float(model.intercept_[0]), split, n_b, n_s)
+
+
+def prior_log_odds(prior_spoof: float) -> float:
+    """Return log(π / (1 - π)) of P(spoof) = π; ValueError outside (0, 1)."""
+    if not 0 < prior_spoof < 1:
+        raise ValueError(f"the prior P(spoof) must be strictly between 0 and 1, got {prior_spoof}")
+    return math.log(prior_spoof / (1 - prior_spoof))
+
+
+def posterior_spoof(llr, prior_spoof: float = DEFAULT_PRIOR_SPOOF) -> np.ndarray:
+    """Return P(spoof | x) = sigmoid(logit π - LLR) for LLRs of bona fide at the prior P(spoof) = π."""
+    from scipy.special import expit
+    return expit(prior_log_odds(prior_spoof) - np.asarray(llr, dtype=np.float64))
+
+
+def write_calibration(path: Path, calibration: Calibration) -> Path:
+    """Write the calibration (and how to use it) as JSON, atomically; return the path."""
+    doc = {**asdict(calibration),
+           "llr": "LLR = slope · score + offset; score = log-odds of bona fide (logit_bonafide - logit_spoof)",
+           "posterior": "P(spoof | x) = 1 / (1 + exp(LLR - log(prior_spoof / (1 - prior_spoof))))"}
+    return write_json(Path(path), doc)
+
+
+def read_calibration(path: Path) -> Calibration | None:
+    """Return the calibration stored at `path`, None when there is none; CalibrationError when it is unusable."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+        cal = Calibration(float(doc["slope"]), float(doc["offset"]), str(doc.get("fitted_on", "val")),
+                          int(doc.get("n_bonafide", 0)), int(doc.get("n_spoof", 0)))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CalibrationError(f"{path} is not a usable calibration file ({e})") from None
+    if not (math.isfinite(cal.slope) and math.isfinite(cal.offset)):
+        raise CalibrationError(f"{path}: slope and offset must be finite numbers")
+    return cal
+
+
+def reliability_curve(llr, labels, bins: int = RELIABILITY_BINS) -> dict:
+    """Return the reliability diagram's points at equal class priors: per bin of predicted P(spoof) =
+    sigmoid(-LLR), the mean prediction and the observed spoof rate with each class weighted by 1 / its count
+    (so the class proportions of the evaluated split do not matter), and the clips per bin."""
+    from scipy.special import expit
+    llr, y = np.asarray(llr, dtype=np.float64).ravel(), np.asarray(labels).ravel()
+    n_b, n_s = max(int(np.sum(y == BONAFIDE)), 1), max(int(np.sum(y == SPOOF)), 1)
+    predicted = expit(-llr)
+    weight = np.where(y == SPOOF, 0.5 / n_s, 0.5 / n_b)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(predicted, edges[1:-1]), 0, bins - 1)
+    total = np.bincount(which, weights=weight, minlength=bins)
+    spoof = np.bincount(which, weights=weight * (y == SPOOF), minlength=bins)
+    mean_pred = np.bincount(which, weights=weight * predicted, minlength=bins)
+    count = np.bincount(which, minlength=bins)
+    keep = count > 0
+    return {"predicted": (mean_pred[keep] / total[keep]).tolist(), "observed": (spoof[keep] / total[keep]).tolist(),
+            "count": count[keep].astype(int).tolist(), "edges": edges.tolist()}
