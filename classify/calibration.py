@@ -64,6 +64,26 @@ def fit_calibration(scores, labels, split: str = "val") -> Calibration:
     return Calibration(float(model.coef_[0, 0]), float(model.intercept_[0]), split, n_b, n_s)
 
 
+def training_prior(config: dict) -> tuple[float, str]:
+    """Return (effective bona fide prior the model was trained with, why): 0.5 with a class-weighted loss or a
+    balanced sampler, else the training split's share of bona fide images."""
+    balance = config.get("settings", {}).get("balance")
+    if balance in ("weights", "sampler"):
+        return 0.5, f"training used --balance {balance}, which makes the effective class prior ½"
+    counts = config.get("data", {}).get("counts", {}).get("train", {})
+    n_b, n_s = counts.get("bonafide", 0), counts.get("spoof", 0)
+    if balance == "none" and n_b and n_s:
+        return n_b / (n_b + n_s), f"training used --balance none on {n_b} bona fide and {n_s} spoof images"
+    return 0.5, "the run's config.json does not say how classes were balanced; assuming a prior of ½"
+
+
+def uncalibrated(prior_bonafide: float) -> Calibration:
+    """Return the map used when no calibration was fitted: LLR = score - log(prior / (1 - prior)) with the
+    training prior (Bayes' rule; right only if the model's probabilities are calibrated)."""
+    return Calibration(1.0, -math.log(prior_bonafide / (1 - prior_bonafide)), "none (uncalibrated)", 0, 0,
+                       "Bayes' rule with the training prior, no fitted calibration")
+
+
 def prior_log_odds(prior_spoof: float) -> float:
     """Return log(π / (1 - π)) of P(spoof) = π; ValueError outside (0, 1)."""
     if not 0 < prior_spoof < 1:

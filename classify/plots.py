@@ -137,7 +137,7 @@ def plot_score_histograms(scores, labels, score_threshold: float, path: Path, ti
             ax.hist(s, bins=bins, alpha=0.55, color=color, label=f"{LABELS[cls]} (n={s.size})")
     ax.axvline(score_threshold, color="black", ls="--", lw=1.2, label=f"{threshold_label} = {score_threshold:.3f}")
     ax.set(xlabel="score = log-odds of bona fide (higher = more bona fide)", ylabel="clips", title=title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     return _save(fig, path)
 
 
@@ -156,12 +156,12 @@ def plot_training_curves(run_dir: Path, path: Path) -> Path | None:
         if col in h:
             ax1.plot(h["epoch"], h[col], marker="o", label=col)
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax1.legend()
+    ax1.legend(loc="upper right")
     for col in ("accuracy", "roc_auc", "eer"):
         if col in h:
             ax2.plot(h["epoch"], h[col], marker="o", label=col)
     ax2.set(xlabel="epoch", title="validation metrics")
-    ax2.legend()
+    ax2.legend(loc="lower right")
     return _save(fig, path)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from . import metrics as M
 from .asvscores import read_asv_scores
 from .bootstrap import confidence_intervals
-from .calibration import Calibration, reliability_curve
+from .calibration import Calibration, reliability_curve, training_prior
 from .scoring import EvaluationError, SplitScores
 from .shortcuts import shortcut_audit
 
@@ -29,19 +29,6 @@ def entry(formula: str, fn, *args) -> dict:
         return {"value": float(value), "formula": formula}
     except ValueError as e:
         return {"value": None, "formula": formula, "reason": str(e)}
-
-
-def training_prior(config: dict) -> tuple[float, str]:
-    """Return (effective bona fide prior the model was trained with, why): 0.5 with a class-weighted loss or a
-    balanced sampler, else the training split's share of bona fide images."""
-    balance = config.get("settings", {}).get("balance")
-    if balance in ("weights", "sampler"):
-        return 0.5, f"training used --balance {balance}, which makes the effective class prior ½"
-    counts = config.get("data", {}).get("counts", {}).get("train", {})
-    n_b, n_s = counts.get("bonafide", 0), counts.get("spoof", 0)
-    if balance == "none" and n_b and n_s:
-        return n_b / (n_b + n_s), f"training used --balance none on {n_b} bona fide and {n_s} spoof images"
-    return 0.5, "the run's config.json does not say how classes were balanced; assuming a prior of ½"
 
 
 def threshold_metrics(labels: np.ndarray, spoof_prob: np.ndarray, threshold: float) -> dict:
