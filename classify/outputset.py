@@ -10,7 +10,8 @@ instant therefore leaves the link on the previous complete set or on the new com
 classify.predict cannot pair a new thresholds.json with an old report. Readers resolve the link once
 (classify.runfolder.evaluation_dir) and read every file from the folder it named. An interrupted set is an
 orphan folder that the next evaluation deletes; after a swap the folders kept are the new set, the one it
-replaced (a reader may still be reading it) and the newest set of every other split.
+replaced (a reader may still be reading it), the newest set of every other split, and the folders of other
+evaluations still running (their process is alive).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from spec2img import fileio
 
 from .runfolder import EVALUATION_LINK, EVALUATIONS_DIR, REPORT_FILE, evaluation_dir
 
-_SET_NAME = re.compile(r"^(?P<split>.+)-\d{8}-\d{6}-\d+(-\d+)?$")   # <split>-<yyyymmdd-hhmmss>-<pid>[-k]
+_SET_NAME = re.compile(r"^(?P<split>.+)-\d{8}-\d{6}-(?P<pid>\d+)(-\d+)?$")   # <split>-<yyyymmdd-hhmmss>-<pid>[-k]
 
 
 def new_set_folder(run_dir: Path, split: str) -> Path:
@@ -67,7 +68,7 @@ def prune_sets(run_dir: Path, keep: set[Path]) -> list[Path]:
         if split and split not in kept_splits and (p / REPORT_FILE).is_file():   # the report is written last
             newest[split] = p.resolve()
     survivors = keep | set(newest.values())
-    removed = [p for p in sets if p.resolve() not in survivors]
+    removed = [p for p in sets if p.resolve() not in survivors and not _writer_alive(p)]
     for p in removed:
         shutil.rmtree(p, ignore_errors=True)
     return removed
@@ -76,6 +77,21 @@ def prune_sets(run_dir: Path, keep: set[Path]) -> list[Path]:
 def _split_of(folder: Path) -> str:
     m = _SET_NAME.match(Path(folder).name)
     return m["split"] if m else ""
+
+
+def _writer_alive(folder: Path) -> bool:
+    """Return True when another process that is still running made the set folder (it may still be writing it,
+    or about to publish it: a concurrent evaluation of the same run)."""
+    m = _SET_NAME.match(Path(folder).name)
+    if not m or int(m["pid"]) == os.getpid():
+        return False
+    try:
+        os.kill(int(m["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                   # someone else's live process
+        return True
+    return True
 
 
 @contextmanager
