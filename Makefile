@@ -20,6 +20,8 @@ AUDIO ?=
 OUT ?=
 FORMAT ?=
 SEEDS ?=
+RUN_A ?=
+RUN_B ?=
 GPUS ?= 1
 TRAIN_ARGS ?=
 SPEC_ARGS ?=
@@ -29,7 +31,7 @@ DEMO_DATA := data/demo
 SOURCE := $(if $(DATA),$(DATA),$(DEMO_DATA))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-data images audit train evaluate predict test browser \
+.PHONY: help install demo demo-data images audit train evaluate compare predict test browser \
         bench-convert bench-train bench-predict clean
 
 help: ## list the targets and variables
@@ -37,6 +39,7 @@ help: ## list the targets and variables
 	@echo
 	@echo "  variables: DATA=<audio root or csv> DATASET=$(DATASET) IMAGES=$(IMAGES) WORKERS=$(WORKERS) (0 = all cores)"
 	@echo "             ARCH=$(ARCH) EPOCHS=$(EPOCHS) BS=$(BS) SEEDS='0 1 2' GPUS=$(GPUS) RUN=$(RUN) SPLIT=$(SPLIT) AUDIO=<files>"
+	@echo "             RUN_A=<run> RUN_B=<run> (make compare)"
 	@echo "             SPEC_ARGS='<more spec2img flags, e.g. --augment 2 --overwrite>' TRAIN_ARGS='<more classify.train flags>' ACCELERATE_ARGS='--num_machines M --machine_rank R ...'"
 
 install: $(STAMP) ## create .venv and install requirements.txt (other targets do this first)
@@ -70,6 +73,10 @@ train: $(STAMP) ## fine-tune ARCH on IMAGES into RUNS/<arch>-<time>/ (SEEDS="0 1
 
 evaluate: $(STAMP) ## scores, tuned threshold, metrics, plots and report.html for RUN (SEEDS=... aggregates the seed runs of ARCH)
 	$(PY) -m classify.evaluate $(if $(SEEDS),$$(cat $(RUNS)/seeds-$(ARCH).txt),$(RUN)) --split $(SPLIT)
+
+compare: $(STAMP) ## EER of RUN_A minus RUN_B (both evaluated on the same images) with a paired-bootstrap interval
+	@test -n "$(RUN_A)" -a -n "$(RUN_B)" || { echo "usage: make compare RUN_A=runs/<a> RUN_B=runs/<b>"; exit 2; }
+	$(PY) -m classify.compare $(RUN_A) $(RUN_B)
 
 predict: $(STAMP) ## score AUDIO files or folders with RUN: path, spoof probability, score, label
 	@test -n "$(AUDIO)" || { echo "usage: make predict RUN=runs/latest AUDIO='clip.wav folder/'"; exit 2; }

@@ -139,8 +139,8 @@ def check_spec(description: dict, images: Path, run_dir: Path) -> dict:
     if diff:
         raise EvaluationError(
             f"the images in {images} were made with other spectrogram settings than run {run_dir} was trained on:\n  "
-            + "\n  ".join(diff) + f"\nReconvert the audio with the run's settings (its model.json \"spec\"), or pass "
-            f"--images with a folder converted like the training images.")
+            + "\n  ".join(diff) + "\nReconvert the audio with the run's settings (its model.json \"spec\"), or pass "
+            "--images with a folder converted like the training images.")
     return images_spec
 
 

@@ -9,8 +9,6 @@ itself, or comes within a margin of the model: then the model may have learned t
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from . import metrics as M
@@ -96,8 +94,3 @@ def summary_line(audit: dict) -> str:
     if flagged:
         return f"WARNING: shortcut cues that separate the classes: {', '.join(flagged)}{tail}"
     return f"no shortcut cue comes close to the model ({100 * audit['model']['rocch_eer']:.1f} % ROCCH-EER){tail}"
-
-
-def is_number(v) -> bool:
-    """Return True for a finite float."""
-    return isinstance(v, float) and math.isfinite(v)
