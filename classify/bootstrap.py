@@ -19,6 +19,7 @@ from . import metrics as M
 DEFAULT_RESAMPLES = 1000      # bootstrap replicates per interval
 CONFIDENCE = 0.95
 CI_METRICS = ("eer", "min_dcf", "roc_auc")
+FEW_UNITS = 10                # fewer resampling units than this: few distinct resamples, a coarse interval
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ def confidence_intervals(scores, labels, speakers, resamples: int = DEFAULT_RESA
                confidence=CONFIDENCE,
                method=f"percentile bootstrap, {resamples} replicates resampling {units.count} {units.kind}s "
                       f"with replacement; EER and minDCF by the official formulas on each replicate")
+    if units.count < FEW_UNITS:
+        out["note"] = (f"only {units.count} {units.kind}s to resample: the intervals are coarse and may be too "
+                       f"narrow; more {units.kind}s in the evaluated split would make them trustworthy")
     return out
 
 

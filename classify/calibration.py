@@ -23,7 +23,8 @@ from spec2img.fileio import write_json
 from .metrics import BONAFIDE, SPOOF
 
 DEFAULT_PRIOR_SPOOF = 0.5     # P(spoof) predict uses for its posterior unless --prior says otherwise
-RELIABILITY_BINS = 10         # equal-width bins of predicted P(spoof) in the reliability diagram
+RELIABILITY_BINS = 10         # most bins of the reliability diagram (equal numbers of clips, by predicted P(spoof))
+RELIABILITY_MIN_CLIPS = 10    # fewest clips per bin
 LOGREG_C = 1e6                # inverse L2 strength: practically unregularized, but finite for separable data
 
 
@@ -122,20 +123,20 @@ def read_calibration(path: Path) -> Calibration | None:
 
 
 def reliability_curve(llr, labels, bins: int = RELIABILITY_BINS) -> dict:
-    """Return the reliability diagram's points at equal class priors: per bin of predicted P(spoof) =
-    sigmoid(-LLR), the mean prediction and the observed spoof rate with each class weighted by 1 / its count
-    (so the class proportions of the evaluated split do not matter), and the clips per bin."""
+    """Return the reliability diagram's points at equal class priors: clips sorted by predicted P(spoof) =
+    sigmoid(-LLR) and cut into up to `bins` bins of equal size (at least RELIABILITY_MIN_CLIPS each, so small
+    sets give fewer, steadier points); per bin the mean prediction and the observed spoof rate with each class
+    weighted by 1 / its count (the class proportions of the evaluated split do not matter), and the clips."""
     from scipy.special import expit
     llr, y = np.asarray(llr, dtype=np.float64).ravel(), np.asarray(labels).ravel()
     n_b, n_s = max(int(np.sum(y == BONAFIDE)), 1), max(int(np.sum(y == SPOOF)), 1)
     predicted = expit(-llr)
     weight = np.where(y == SPOOF, 0.5 / n_s, 0.5 / n_b)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(predicted, edges[1:-1]), 0, bins - 1)
-    total = np.bincount(which, weights=weight, minlength=bins)
-    spoof = np.bincount(which, weights=weight * (y == SPOOF), minlength=bins)
-    mean_pred = np.bincount(which, weights=weight * predicted, minlength=bins)
-    count = np.bincount(which, minlength=bins)
-    keep = count > 0
-    return {"predicted": (mean_pred[keep] / total[keep]).tolist(), "observed": (spoof[keep] / total[keep]).tolist(),
-            "count": count[keep].astype(int).tolist(), "edges": edges.tolist()}
+    n_bins = max(1, min(bins, llr.size // RELIABILITY_MIN_CLIPS))
+    out = {"predicted": [], "observed": [], "count": []}
+    for part in np.array_split(np.argsort(predicted, kind="stable"), n_bins):
+        w = weight[part]
+        out["predicted"].append(float(np.sum(w * predicted[part]) / np.sum(w)))
+        out["observed"].append(float(np.sum(w * (y[part] == SPOOF)) / np.sum(w)))
+        out["count"].append(int(part.size))
+    return out

@@ -87,6 +87,10 @@ def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}"
 
 
+def _cue(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
 def _table(header: list[str], rows: list[str]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     return f"<table><tr>{head}</tr>\n" + "\n".join(rows) + "</table>"
@@ -180,7 +184,7 @@ def shortcuts_section(audit: dict) -> str:
         flag = f"<b class='warn'>{_e(c['warning'])}</b>" if c.get("warning") else ""
         rows.append(f"<tr{' class=warnrow' if flag else ''}><th>{_e(c['what'])}{_e(unit)}</th>"
                     f"<td class='num'>{_pct(c['eer'])}</td><td>{_e(c['direction'])}</td>"
-                    f"<td class='num'>{c['bonafide_median']:.4g}</td><td class='num'>{c['spoof_median']:.4g}</td>"
+                    f"<td class='num'>{_cue(c['bonafide_median'])}</td><td class='num'>{_cue(c['spoof_median'])}</td>"
                     f"<td>{flag}</td></tr>")
     return (f"<h2>Shortcut audit</h2><p>Could one trivial number per file do the model's job? Each cue, measured "
             f"from the files at conversion time, is used alone as a detector: {_e(audit['formula'])}. Flagged: EER at "
@@ -242,14 +246,14 @@ def render_report(title: str, summary: list[tuple[str, str]], result: dict, plot
     """Return the report page of an evaluation (metrics.json content `result`) as one HTML string, every image and
     audio clip embedded; `plots` maps captions to PNG files."""
     summary_html = "\n".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in summary)
+    reliability = plots.get("reliability diagram")
     figures = "\n".join(f"<figure><img alt='{_e(name)}' src='{png_uri(p)}'><figcaption>{_e(name)}</figcaption></figure>"
-                        for name, p in plots.items() if p is not None and Path(p).is_file())
+                        for name, p in plots.items() if p is not None and Path(p).is_file() and p != reliability)
     notes_html = "".join(f"<p class='note'>{_e(n)}</p>" for n in notes)
     alerts = "".join(f"<p class='alert'>Shortcut: {_e(w)}</p>" for w in result["shortcuts"].get("warnings", []))
     ci = result.get("ci95", {})
-    ci_text = (f"95 % intervals: {ci['method']}." if "method" in ci
-               else f"No intervals: {ci.get('reason', 'not computed')}.")
-    reliability = plots.get("reliability diagram")
+    ci_text = (f"95 % intervals: {ci['method']}." + (f" Note: {ci['note']}." if ci.get("note") else "")
+               if "method" in ci else f"No intervals: {ci.get('reason', 'not computed')}.")
     reliability_html = (f"<figure><img alt='reliability diagram' src='{png_uri(reliability)}'><figcaption>reliability "
                         f"diagram before and after calibration</figcaption></figure>" if reliability else "")
     return f"""<!DOCTYPE html>

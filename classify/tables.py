@@ -41,7 +41,8 @@ def format_table(result: dict) -> str:
         text = m["formula"] if m["value"] is not None else m["reason"]
         lines.append(f"{k:<20} {_f(m['value']):>10}  {span:<19} {text[:80]}")
     if "unit" in ci:
-        lines.append(f"intervals: {ci['resamples']} bootstrap replicates over {ci['units']} {ci['unit']}s")
+        lines.append(f"intervals: {ci['resamples']} bootstrap replicates over {ci['units']} {ci['unit']}s"
+                     + (f" ({ci['note']})" if ci.get("note") else ""))
     t = result["threshold"]["spoof_prob_threshold"]
     lines.append(f"{'decision metric':<20} {'tuned ' + format(t, '.4g'):>12} {'at 0.5':>10}")
     for k, m in result["at_tuned_threshold"].items():
