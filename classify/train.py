@@ -33,7 +33,8 @@ from fastcore.script import call_parse
 from classify import archs, distributed, runfolder, weightfile
 from classify.callbacks import (DeviceLosses, EpochHistory, KeepBestEpoch, SparseProgress, ValidAccuracy, ValidEER,
                                 ValidRocAuc)
-from classify.data import AugmentConfig, build_dataloaders, default_device
+from classify.data import AugmentConfig, build_dataloaders
+from classify.devices import default_device
 from classify.model_io import save_model
 from spec2img.rows import LABELS
 
