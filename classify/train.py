@@ -1,7 +1,8 @@
 """Train a spoof detector on images/{train,val}: `python -m classify.train --images images --arch resnet101`.
 
 Pretrained architectures: fastai `vision_learner` + `fine_tune` (frozen body for --freeze-epochs,
-then the whole network, one-cycle). From scratch (--no-pretrained, simple_cnn or lcnn): `fit_one_cycle`.
+then the whole network, one-cycle), from ImageNet weights that torchvision / timm download or find in
+their caches, or that `--weights FILE` gives (classify.weightfile). From scratch (--no-pretrained, simple_cnn or lcnn): `fit_one_cycle`.
 The epoch table shows loss, accuracy, ROC-AUC and EER on the val split; the epoch with the lowest
 validation EER is kept. Outputs go to a new run folder (see classify.runfolder).
 Several GPUs or machines: `accelerate launch --multi_gpu --num_processes N -m classify.train ...`
