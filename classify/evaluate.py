@@ -31,7 +31,7 @@ from .report import render_report, top_loss_clips
 from .results import aggregate, build_result, select_subset
 from .runfolder import CALIBRATION_FILE, EVALUATION_LINK, METRICS_FILE, REPORT_FILE
 from .scorefiles import write_score_files
-from .scoring import EvaluationError, LoadedRun, SplitScores, load_run, score_splits
+from .scoring import EvaluationError, LoadedRun, SplitScores, list_splits, load_run, score_splits
 from .tables import format_aggregate, format_table, report_summary
 from .thresholds import RULES, choose_threshold_with_value, read_thresholds, write_thresholds
 
@@ -107,7 +107,9 @@ def evaluate_run(run_dir: Path, cfg: EvalSettings = EvalSettings(), log=print) -
     if cfg.asv_scores and not Path(cfg.asv_scores).is_file():
         raise EvaluationError(f"--asv-scores {cfg.asv_scores}: no such file")
     run = load_run(run_dir, cfg.images, cfg.device)
-    val, test = score_splits(run, cfg.split, cfg.bs, log)
+    val, test = list_splits(run, cfg.split)
+    select_subset(test, cfg.subset)                          # a wrong --subset stops before any scoring
+    val, test = score_splits(run, val, test, cfg.bs, log)
     chosen, subset = select_subset(test, cfg.subset)
     notes = _notes(run, cfg)
     asv = (Path(cfg.asv_scores), "") if cfg.asv_scores else find_asv_scores(run.images_spec, cfg.split)

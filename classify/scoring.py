@@ -241,14 +241,18 @@ def load_run(run_dir: Path, images: Path | None, device: str | None) -> LoadedRu
     return LoadedRun(run_dir, config, model, description, folder, images_spec, val_images)
 
 
-def score_splits(run: LoadedRun, split: str, bs: int, log=print) -> tuple[SplitScores, SplitScores]:
-    """Return (val, evaluated split) scored by the run's model (the same object when the split is val itself)."""
-    device = next(run.model.parameters()).device
-    same = split == "val" and run.val_images == run.images
+def list_splits(run: LoadedRun, split: str) -> tuple[SplitScores, SplitScores]:
+    """Return (val, evaluated split) listed but not scored (the same object when the split is val itself)."""
     test = list_split(run.images, split, manifest_rows(run.images))
-    val = test if same else list_split(run.val_images, "val", manifest_rows(run.val_images))
-    log(f"evaluating {run.run_dir} on {run.images / split} ({len(test.png)} images); threshold and calibration "
+    same = split == "val" and run.val_images == run.images
+    return (test if same else list_split(run.val_images, "val", manifest_rows(run.val_images))), test
+
+
+def score_splits(run: LoadedRun, val: SplitScores, test: SplitScores, bs: int, log=print
+                 ) -> tuple[SplitScores, SplitScores]:
+    """Return (val, evaluated split) scored by the run's model (one scoring when they are the same split)."""
+    device = next(run.model.parameters()).device
+    log(f"evaluating {run.run_dir} on {run.images / test.split} ({len(test.png)} images); threshold and calibration "
         f"from {run.val_images / 'val'} ({len(val.png)} images)")
-    val = score_split(val, run.model, run.description, device, bs, log)
-    test = val if same else score_split(test, run.model, run.description, device, bs, log)
-    return val, test
+    scored_val = score_split(val, run.model, run.description, device, bs, log)
+    return scored_val, (scored_val if test is val else score_split(test, run.model, run.description, device, bs, log))
