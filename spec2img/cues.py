@@ -26,15 +26,24 @@ BANDWIDTH_FRAME_S = 0.032  # Welch segment length, seconds (rounded up to a powe
 CUE_COLUMNS = ("leading_silence", "trailing_silence", "bandwidth")
 
 
+def long_term_spectrum(wave: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (frequencies Hz, mean power per bin) by Welch's method: Hann frames of about BANDWIDTH_FRAME_S
+    (a power of two samples), half overlapping, periodograms averaged; the scale is arbitrary."""
+    import scipy.fft
+    from numpy.lib.stride_tricks import sliding_window_view
+    size = min(wave.size, 2 ** int(math.ceil(math.log2(BANDWIDTH_FRAME_S * sample_rate))))
+    frames = sliding_window_view(wave, size)[::max(1, size // 2)]          # (frames, size), a view
+    spectra = scipy.fft.rfft(frames * np.hanning(size).astype(wave.dtype), axis=1)
+    return np.fft.rfftfreq(size, 1 / sample_rate), np.mean(spectra.real ** 2 + spectra.imag ** 2, axis=0)
+
+
 def effective_bandwidth(wave: np.ndarray, sample_rate: int, floor_db: float = BANDWIDTH_FLOOR_DB) -> float:
-    """Return the highest frequency (Hz) whose Welch power spectral density is within `floor_db` of its maximum;
+    """Return the highest frequency (Hz) whose long-term power spectrum is within `floor_db` of its maximum;
     nan for a wave too short or without energy."""
-    from scipy.signal import welch
-    wave = np.asarray(wave, dtype=np.float64).ravel()
+    wave = np.asarray(wave, dtype=np.float32).ravel()
     if wave.size < 16 or not np.any(wave):
         return math.nan
-    nperseg = min(wave.size, 2 ** int(math.ceil(math.log2(BANDWIDTH_FRAME_S * sample_rate))))
-    freqs, power = welch(wave, fs=sample_rate, nperseg=nperseg)
+    freqs, power = long_term_spectrum(wave, sample_rate)
     peak = power.max()
     if not peak > 0:
         return math.nan
@@ -45,8 +54,9 @@ def effective_bandwidth(wave: np.ndarray, sample_rate: int, floor_db: float = BA
 def wave_cues(head: np.ndarray, tail: np.ndarray, sample_rate: int) -> dict[str, float]:
     """Return the cues of a mono wave at its own rate, from its first part `head` (leading silence, bandwidth)
     and its last part `tail` (trailing silence); pass the same wave twice when it is whole."""
-    leading = silence_durations(head, sample_rate, SILENCE_TOP_DB)[0]
-    trailing = silence_durations(tail, sample_rate, SILENCE_TOP_DB)[1]
+    leading, trailing = silence_durations(head, sample_rate, SILENCE_TOP_DB)
+    if tail is not head:
+        trailing = silence_durations(tail, sample_rate, SILENCE_TOP_DB)[1]
     bandwidth = effective_bandwidth(head[:int(BANDWIDTH_SECONDS * sample_rate)], sample_rate)
     return {"leading_silence": leading, "trailing_silence": trailing, "bandwidth": bandwidth}
 
