@@ -13,7 +13,6 @@ page (classify.report), pictures (classify.plots), files (classify.scorefiles, c
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -132,7 +131,7 @@ def evaluate_run(run_dir: Path, cfg: EvalSettings = EvalSettings(), log=print) -
         result["notes"] = notes
         result["report"] = str(run.run_dir.resolve() / EVALUATION_LINK / REPORT_FILE)
         write_json(folder / METRICS_FILE, result)
-        title = f"Evaluation of {run.run_dir.name} on {cfg.split}"
+        title = f"Evaluation of {run.run_dir.resolve().name} on {cfg.split}"
         page = render_report(title, report_summary(result), result, {P.PLOT_TITLES[k]: v for k, v in plots.items()},
                              clips, notes, cfg.audio_seconds)
         write_atomic(folder / REPORT_FILE, page)            # last: a set folder holding a report is complete
@@ -147,7 +146,7 @@ def write_aggregate(results: list[dict], runs: list[Path]) -> tuple[Path, dict]:
     arch = archs.pop() if len(archs) == 1 else "mixed"
     out = Path(runs[0]).resolve().parent / f"aggregate-{arch}-{len(results)}seeds.json"
     doc = aggregate(results)
-    write_atomic(out, json.dumps(doc, indent=2) + "\n")
+    write_json(out, doc)
     return out, doc
 
 
