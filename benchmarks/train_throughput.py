@@ -43,7 +43,8 @@ from fastai.torch_core import find_bs, set_seed
 
 from classify import archs
 from classify.callbacks import EpochHistory, KeepBestEpoch
-from classify.data import build_dataloaders, default_device
+from classify.data import build_dataloaders
+from classify.devices import default_device
 from classify.train import TrainConfig, build_learner, fit
 from spec2img.config import SpecConfig, save_spec
 from spec2img.rows import LABELS
