@@ -115,3 +115,10 @@ def is_out_of_memory(error: BaseException) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+def out_of_memory_line(error: BaseException) -> str:
+    """Return the line of `error`'s message that tells what ran out (fastai prefixes its own line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    hits = [line for line in lines if any(m.lower() in line.lower() for m in OUT_OF_MEMORY_MARKERS)]
+    return (hits or lines or [type(error).__name__])[0]

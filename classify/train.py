@@ -163,7 +163,7 @@ def out_of_memory_message(cfg: TrainConfig, error: BaseException) -> str:
     where = f" in process {rank_distrib()} of {n}" if n > 1 else ""
     hint = "" if cfg.loader == "datablock" else " or --loader datablock to keep the images off the GPU"
     return (f"CUDA out of memory{where} with --bs {cfg.bs} ({cfg.arch}): try --bs {max(n, cfg.bs // 2)}{hint}. "
-            f"({str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__})")
+            f"({devices.out_of_memory_line(error)})")
 
 
 def run_config(cfg: TrainConfig, spec_dict: dict, summary, device, run_dir) -> dict:
