@@ -358,7 +358,7 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device) if args.device else default_device()
+    device = default_device(args.device)
     for key, value in (CUDA_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
