@@ -35,6 +35,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from spec2img.fileio import write_json
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH_OUT = REPO / "benchmarks" / "out"  # where the throughput benchmarks write their JSON
 
@@ -137,7 +139,7 @@ class Check:
     def write(self):
         out = Path(self.cfg.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "gpu_check.json").write_text(json.dumps(self.report(), indent=2, default=str) + "\n")
+        write_json(out / "gpu_check.json", self.report())
 
 
 def device_name(device: str) -> str:

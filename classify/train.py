@@ -262,18 +262,18 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     if n_procs > 1:
         log_early(f"process group: {n_procs} processes on {device.type} ({torch.distributed.get_backend()}); "
                   f"batch {cfg.bs} = {n_procs} x {cfg.bs // n_procs} images per process")
-from classify import archs, devices, distributed, runfolder, weightfile
-from classify.callbacks import (DeviceLosses, DeviceMixedPrecision, EpochHistory, KeepBestEpoch, SparseProgress,
-                                ValidAccuracy, ValidEER, ValidRocAuc)
-from classify.data import STORAGES, AugmentConfig, build_dataloaders
+    precision = devices.resolve_precision(device, cfg.precision)
+    if precision != "fp32":
+        log_early(f"mixed precision: {precision} autocast on {device} (the final layer in float32)")
+    if body_weights is not None:
+        log_early(f"ImageNet weights of the {cfg.arch} body: {body_weights.path} "
+                  f"({len(body_weights.state)} tensors, sha256 {body_weights.sha256[:16]}...)")
     # the processes of one machine share its cores for decoding
     workers = cfg.workers or (max(1, (os.cpu_count() or 1) // distributed.local_world_size()) if n_procs > 1 else 0)
     dls, spec, spec_dict, summary = build_dataloaders(
         cfg.images, cfg.bs // n_procs, device, cfg.loader, cfg.balance, cfg.size,
-from classify import archs, devices, distributed, runfolder, weightfile
-from classify.callbacks import (DeviceLosses, DeviceMixedPrecision, EpochHistory, KeepBestEpoch, SparseProgress,
-                                ValidAccuracy, ValidEER, ValidRocAuc)
-from classify.data import STORAGES, AugmentConfig, build_dataloaders
+        AugmentConfig() if cfg.augment else None, workers=workers, storage=cfg.storage, log=log_early)
+    learn = build_learner(cfg, dls, summary.class_weights, device, body_weights)
     if n_procs > 1:  # same initial weights everywhere (DDP broadcasts rank 0's); distinct augmentation draws
         torch.manual_seed(cfg.seed + 1000 * rank_distrib())
     # rank 0 names and creates the run folder; the others learn its name (nothing is written off rank 0)
@@ -340,10 +340,9 @@ def main(
 ):
     "Fine-tune (or train from scratch) a spoof detector on spectrogram images; writes runs/<arch>-<time>/."
     cfg = TrainConfig(images=images, arch=arch, epochs=epochs, lr=lr, bs=bs, freeze_epochs=freeze_epochs, size=size,
-from classify import archs, devices, distributed, runfolder, weightfile
-from classify.callbacks import (DeviceLosses, DeviceMixedPrecision, EpochHistory, KeepBestEpoch, SparseProgress,
-                                ValidAccuracy, ValidEER, ValidRocAuc)
-from classify.data import STORAGES, AugmentConfig, build_dataloaders
+                      pretrained=pretrained, weights=weights, seed=seed, out=out, balance=balance, mixup=mixup,
+                      early_stop=early_stop, loader=loader, workers=workers, augment=augment,
+                      precision=precision, storage=storage)
     try:
         train(cfg)
     except (archs.UnknownArchError, archs.PretrainedWeightsUnavailable, FileNotFoundError, ValueError) as e:
