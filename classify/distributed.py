@@ -156,7 +156,9 @@ class DataParallelTrainer(DistributedTrainer):
         return dl if isinstance(dl, DistributedDL) else ShardedDL(dl, device=self.device)
 
     def after_fit(self):
-        super().after_fit()
+        model = self.learn.model  # fastai's after_fit, also when accelerate did not wrap the model (one process)
+        self.learn.model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        self.learn.dls.loaders = self.old_dls
         self.learn.model = restore_batchnorm(self.learn.model, self.originals)
         self.originals = {}
 

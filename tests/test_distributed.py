@@ -149,3 +149,36 @@ def test_torch_sync_batchnorm_conversion_would_drop_timm_activations():
         before = model(x)
         dropped = nn.SyncBatchNorm.convert_sync_batchnorm(model)(x)
     assert not torch.allclose(before, dropped, atol=1e-3)
+
+
+def test_trainer_sync_batchnorm_branch_trains_synced_layers_and_hands_back_the_originals(tmp_path, monkeypatch):
+    """CPU twin of the CUDA-only branch of DataParallelTrainer: BatchNorm converted before the fit
+    (timm's converter), trained as SyncBatchNorm, the original layer objects back afterwards."""
+    from fastai.callback.core import Callback
+    from fastai.learner import Learner
+    from fastai.losses import CrossEntropyLossFlat
+    from timm.layers import BatchNormAct2d
+    from timm.layers.norm_act import SyncBatchNormAct
+    from classify import data
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(distributed.ShardedDL, "_broadcast", lambda self, t, rank: list(t))  # one process: no group
+    images = make_images(tmp_path / "images", n_train=8, n_val=4)
+    dls, *_ = data.build_dataloaders(images, bs=4, device="cpu", log=lambda m: None)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), BatchNormAct2d(4, act_layer=nn.SiLU), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 2))
+    bn, weight = model[1], model[1].weight.detach().clone()
+    seen = []
+
+    class Spy(Callback):
+        def before_batch(self):
+            seen.append(type(self.learn.model.get_submodule("1")))
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=train.optimizer_for(torch.device("cpu")))
+    learn.add_cbs([distributed.DataParallelTrainer(torch.device("cpu"), sync_bn=True), Spy()])
+    learn.fit(1, 1e-2)
+    assert seen and set(seen) == {SyncBatchNormAct}  # trained synced, activation kept
+    assert learn.model[1] is bn and type(bn) is BatchNormAct2d and isinstance(bn.act, nn.SiLU)
+    assert not torch.equal(bn.weight.detach(), weight)  # the training reached the original layer
+    assert any(p is bn.weight for group in learn.opt.param_groups for p in group["params"])
+    assert int(bn.num_batches_tracked) == 2  # the synced layer's running statistics are the original's
