@@ -46,29 +46,29 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import math
 import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 
 from classify.calibration import (DEFAULT_PRIOR_SPOOF, Calibration, CalibrationError, posterior_spoof,
                                   read_calibration, training_prior, uncalibrated)
 from classify.model_io import bonafide_score, spoof_probability
+from classify.rowstream import PartLockedError, RowStream, other_parts
 from classify.runfolder import CALIBRATION_FILE, THRESHOLDS_FILE, evaluation_dir
-from spec2img.fileio import write_atomic
-from spec2img.audio import AUDIO_EXTENSIONS, AudioError, load_audio, probe_audio
+from classify.windows import Piece, iter_pieces
+from classify.windows import iter_file_windows, window_starts  # noqa: F401 (re-exported: callers import them from here)
+from spec2img.audio import AUDIO_EXTENSIONS
 from spec2img.config import SpecConfig
-from spec2img.features import SilentClipError, clip_to_image
 from spec2img.progress import progress as progress_bar
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ALL_FAILED = 0, 1, 2, 3
-WHOLE_FILE_SECONDS = 600.0   # files up to this long are decoded in one piece
-CHUNK_SECONDS = 300.0        # longer files are decoded this many seconds (plus one window) at a time
 DEFAULT_THRESHOLD = 0.5      # spoof_prob threshold when the run has no thresholds.json
 PICKLE_WARNING = (
     "export.pkl is a Python pickle: loading it executes whatever code the file contains, so a tampered "
@@ -111,17 +111,6 @@ class Predictor:
 
 # ---------------------------------------------------------------- windows and scores (numpy)
 
-def window_starts(total: int, window: int, hop: int, min_step: int = 1) -> list[int]:
-    """Return the start samples of windows covering `total` samples: every `hop` from 0, plus one
-    aligned to the end, unless it would start less than `min_step` samples after the previous one."""
-    if total <= window:
-        return [0]
-    starts = list(range(0, total - window + 1, hop))
-    if total - window - starts[-1] >= min_step:
-        starts.append(total - window)
-    return starts
-
-
 def combine_windows(logits: np.ndarray, starts_s: Iterable[float]) -> dict:
     """Return spoof_prob and score of the mean of (W, 2) window logits, and the most-spoof window's
     probability and start (seconds)."""
@@ -139,125 +128,130 @@ def label_for(spoof_prob: float, threshold: float) -> str:
     return "spoof" if spoof_prob >= threshold else "bonafide"
 
 
-# ---------------------------------------------------------------- audio -> window images
+# ---------------------------------------------------------------- inputs
 
-def iter_file_windows(path: Path, spec: SpecConfig, hop_fraction: float = 0.5
-                      ) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield (start seconds, float32 samples of one window) covering the file; raises AudioError.
-
-    Windows are spec.duration long, `hop_fraction` of a window apart, the last aligned to the end
-    (skipped when it would add less than one spectrogram column). Memory is bounded: files longer
-    than WHOLE_FILE_SECONDS are decoded CHUNK_SECONDS at a time."""
-    sr, win = spec.sample_rate, spec.n_samples
-    hop = max(1, int(round(hop_fraction * win)))
-    info = probe_audio(path)
-    if info.duration <= WHOLE_FILE_SECONDS:
-        wave, _ = load_audio(path, sr)
-        for s in window_starts(wave.size, win, hop, spec.hop_length):
-            yield s / sr, wave[s:s + win]
-        return
-    starts = window_starts(int(round(info.duration * sr)), win, hop, spec.hop_length)
-    per_chunk = max(1, int(CHUNK_SECONDS * sr) // hop)
-    for i in range(0, len(starts), per_chunk):
-        group = starts[i:i + per_chunk]
-        base = group[0]
-        wave, _ = load_audio(path, sr, max_seconds=(group[-1] - base + win) / sr, offset=base / sr)
-        for s in group:
-            segment = wave[s - base:s - base + win]
-            if segment.size < win and wave.size >= win:   # the header promised more samples than decoded
-                segment = wave[-win:]
-            yield s / sr, segment
+def find_inputs(inputs: Iterable[Path]) -> list[tuple[Path, str]]:
+    """Return (path, why it holds no audio or "") per file to score, in order: each named file as given
+    (a missing one too, so its row says so), every AUDIO_EXTENSIONS file under each folder (recursive,
+    sorted), and the folder itself with its reason when it holds none."""
+    found: list[tuple[Path, str]] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            audio = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            found += [(p, "") for p in audio] or [(item, f"error: no audio files ({' '.join(AUDIO_EXTENSIONS)}) "
+                                                         f"in this folder")]
+        else:
+            found.append((item, ""))
+    return found
 
 
 def find_audio(inputs: Iterable[Path]) -> list[Path]:
-    """Return the files to score: each named file as given, and every AUDIO_EXTENSIONS file under
-    each folder (recursive, sorted); a path that does not exist is kept so its row says so."""
-    found: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-        else:
-            found.append(item)
-    return found
+    """Return the files to score (see find_inputs), without the folders that hold no audio."""
+    return [path for path, why in find_inputs(inputs) if not why]
 
 
 # ---------------------------------------------------------------- scoring many files in batches
 
-class _Batcher:
-    """Collects window images from many files and scores them `bs` at a time."""
-
-    def __init__(self, logits_fn: Callable[[np.ndarray], np.ndarray], bs: int):
-        self.logits_fn, self.bs = logits_fn, bs
-        self.images: list[np.ndarray] = []
-        self.keys: list[tuple[int, float]] = []                  # (file index, window start seconds)
-        self.results: dict[int, list[tuple[float, np.ndarray]]] = {}
-
-    def add(self, key: tuple[int, float], image: np.ndarray) -> None:
-        self.images.append(image)
-        self.keys.append(key)
-        if len(self.images) >= self.bs:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.images:
-            return
-        logits = np.asarray(self.logits_fn(np.stack(self.images)), dtype=np.float32)   # (B, 2)
-        for (index, start), row in zip(self.keys, logits):
-            self.results.setdefault(index, []).append((start, row))
-        self.images, self.keys = [], []
-
-
 def score_files(files: list[Path], predictor: Predictor, bs: int = 64, hop_fraction: float = 0.5,
-                progress: bool = True) -> list[PredictionRow]:
-    """Return one PredictionRow per file, in order; a file that cannot be scored gets an error row."""
-    from threadpoolctl import threadpool_limits
-    rows = [PredictionRow(path=str(p)) for p in files]
-    batcher = _Batcher(predictor.logits, bs)
-    with threadpool_limits(limits=1, user_api="blas"), \
-            progress_bar(total=len(files), desc="scoring", unit="file", enabled=progress and len(files) > 1) as bar:
-        _queue_windows(files, rows, predictor.spec, batcher, hop_fraction, bar)
-        batcher.flush()
-    for index, row in enumerate(rows):
-        if row.status != "ok":
-            continue
-        windows = batcher.results.get(index, [])
-        if not windows:
-            row.status = "error: no window could be scored"
-            continue
-        combined = combine_windows(np.stack([w for _, w in windows]), [s for s, _ in windows])
-        for key, value in combined.items():
-            setattr(row, key, value)
-        row.label = label_for(row.spoof_prob, predictor.threshold)
-        if predictor.calibration is not None:
-            row.llr = float(predictor.calibration.llr(row.score))
-            row.spoof_posterior = float(posterior_spoof(row.llr, predictor.prior))
+                progress: bool = True, workers: int = 0, on_row: Callable[[PredictionRow], None] | None = None,
+                known: dict[int, PredictionRow] | None = None) -> list[PredictionRow]:
+    """Return one PredictionRow per file, in order; a file that cannot be scored gets an error row.
+
+    Files are decoded and rendered into window images by `workers` processes (0 = every core, 1 = in this
+    process; classify.windows) while the model scores the previous batch. `on_row(row)` is called in input
+    order as soon as a row and every row before it are final. `known` {file index: row}: rows taken as they
+    are (an interrupted run's, an input holding no audio); those files are not read."""
+    known = known or {}
+    rows = [known.get(i) or PredictionRow(path=str(p)) for i, p in enumerate(files)]
+    todo = [(i, Path(p)) for i, p in enumerate(files) if i not in known]
+    scoring = _Scoring(rows, predictor, bs, set(known), on_row)
+    with progress_bar(total=len(todo), desc="scoring", unit="file", enabled=progress and bool(todo),
+                      bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]") as bar:
+        bar.set_postfix_str(f"0/{len(todo)} files", refresh=False)
+        for piece in iter_pieces(todo, predictor.spec, hop_fraction, workers):
+            scoring.add(piece)
+            bar.set_postfix_str(f"{scoring.files_done}/{len(todo)} files, {scoring.windows} windows", refresh=False)
+            bar.update(1 / piece.pieces)              # a long file advances the bar piece by piece
+        scoring.flush()
     return rows
 
 
-def _queue_windows(files: list[Path], rows: list[PredictionRow], spec: SpecConfig, batcher: "_Batcher",
-                   hop_fraction: float, bar) -> None:
-    """Render every window of every file into `batcher`; a file that fails gets its error in its row."""
-    for index, (path, row) in enumerate(zip(files, rows)):
-        try:
-            row.duration = probe_audio(path).duration
-            silent = None
-            for start, segment in iter_file_windows(path, spec, hop_fraction):
-                try:
-                    batcher.add((index, start), clip_to_image(segment, spec))
-                except SilentClipError as error:       # a silent stretch of a longer file: skip that window
-                    silent = silent or error
-            if silent is not None and not _queued(batcher, index):
-                raise silent
-        except AudioError as error:
-            row.status = f"error: {error}"
-        except Exception as error:   # keep scoring the other files; the row names what went wrong
-            row.status = f"error: {type(error).__name__}: {str(error).strip()[:200]}"
-        bar.update()
+class _Scoring:
+    """Batches the window images of many files through the model and completes each file's row; rows are
+    handed to `on_row` in input order as they become final."""
 
+    def __init__(self, rows: list[PredictionRow], predictor: Predictor, bs: int, final: set[int],
+                 on_row: Callable[[PredictionRow], None] | None):
+        self.rows, self.predictor, self.bs, self.on_row = rows, predictor, bs, on_row
+        self.images: list[np.ndarray] = []                       # queued window images, (k, H, W) each
+        self.keys: list[tuple[int, float]] = []                  # (file index, window start seconds) per window
+        self.results: dict[int, list[tuple[float, np.ndarray]]] = {}   # file index -> [(start, logits (2,))]
+        self.waiting: dict[int, int] = {}                        # file index -> windows queued, not yet scored
+        self.silent: dict[int, str] = {}                         # file index -> why a window was skipped
+        self.final = set(final)                                  # indices whose row is complete
+        self.received: set[int] = set()                         # indices whose every piece has arrived
+        self.next_row, self.windows = 0, 0
 
-def _queued(batcher: _Batcher, index: int) -> bool:
-    """Return whether any window of file `index` is waiting or already scored."""
-    return index in batcher.results or any(k[0] == index for k in batcher.keys)
+    @property
+    def files_done(self) -> int:
+        return len(self.received)
+
+    def add(self, piece: Piece) -> None:
+        """Take one piece: its error, or its windows (scored when a batch is full)."""
+        i, row = piece.index, self.rows[piece.index]
+        if piece.piece == 0:
+            row.duration = piece.duration
+        if piece.error:
+            row.status = piece.error
+        elif piece.images is not None:
+            self.images.append(piece.images)
+            self.keys += [(i, start) for start in piece.starts]
+            self.waiting[i] = self.waiting.get(i, 0) + len(piece.starts)
+        if piece.silent:
+            self.silent.setdefault(i, piece.silent)
+        if piece.piece == piece.pieces - 1:
+            self.received.add(i)
+            if not self.waiting.get(i):
+                self._complete(i)
+        if len(self.keys) >= self.bs:
+            self.flush()
+        else:
+            self._hand_out()
+
+    def flush(self) -> None:
+        """Score every queued window, complete the rows that were waiting for them, hand out what is final."""
+        if self.keys:
+            logits = np.asarray(self.predictor.logits(np.concatenate(self.images)), dtype=np.float32)   # (B, 2)
+            for (i, start), row in zip(self.keys, logits):
+                self.results.setdefault(i, []).append((start, row))
+                self.waiting[i] -= 1
+            self.windows += len(self.keys)
+            done = {i for i, _ in self.keys if self.waiting[i] == 0}
+            self.images, self.keys = [], []
+            for i in sorted(done & self.received):
+                self._complete(i)
+        self._hand_out()
+
+    def _complete(self, i: int) -> None:
+        row, predictor = self.rows[i], self.predictor
+        windows = self.results.pop(i, [])
+        if row.status == "ok":
+            if not windows:
+                row.status = self.silent.get(i) or "error: no window could be scored"
+            else:
+                for key, value in combine_windows(np.stack([w for _, w in windows]), [s for s, _ in windows]).items():
+                    setattr(row, key, value)
+                row.label = label_for(row.spoof_prob, predictor.threshold)
+                if predictor.calibration is not None:
+                    row.llr = float(predictor.calibration.llr(row.score))
+                    row.spoof_posterior = float(posterior_spoof(row.llr, predictor.prior))
+        self.final.add(i)
+
+    def _hand_out(self) -> None:
+        while self.next_row < len(self.rows) and self.next_row in self.final:
+            if self.on_row is not None:
+                self.on_row(self.rows[self.next_row])
+            self.next_row += 1
 
 
 # ---------------------------------------------------------------- loading the run
@@ -398,14 +392,17 @@ def _spec_from(spec_dict: dict | None, source: Path) -> SpecConfig:
 
 # ---------------------------------------------------------------- output
 
+def csv_cells(row: PredictionRow) -> dict:
+    """Return the row's CSV cells: empty for missing numbers, floats to 6 significant digits."""
+    return {k: ("" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)) for k, v in asdict(row).items()}
+
+
 def rows_to_csv(rows: list[PredictionRow]) -> str:
     """Return the rows as CSV text with a header (empty cells for missing numbers)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else (f"{v:.6g}" if isinstance(v, float) else v))
-                         for k, v in asdict(row).items()})
+    writer.writerows(csv_cells(row) for row in rows)
     return buffer.getvalue()
 
 
@@ -419,19 +416,38 @@ def rows_to_json(rows: list[PredictionRow], predictor: Predictor, run_dir: Path)
                        "spec": predictor.spec.to_dict(), "files": [asdict(r) for r in rows]}, indent=2) + "\n"
 
 
-def rows_to_table(rows: list[PredictionRow]) -> str:
-    """Return a fixed-width table of the rows for the terminal."""
+TABLE_HEADER = (f"{'label':<9} {'spoof_prob':>10} {'score':>8} {'llr':>8} {'posterior':>9} {'duration':>8} "
+                f"{'windows':>7} {'max_spoof':>9} {'at_s':>6}  path / status")
+
+
+def table_line(r: PredictionRow) -> str:
+    """Return the row as one fixed-width line of the terminal table (columns of TABLE_HEADER)."""
     def num(v, fmt):
         return "-" if v is None else format(v, fmt)
-    lines = [f"{'label':<9} {'spoof_prob':>10} {'score':>8} {'llr':>8} {'posterior':>9} {'duration':>8} {'windows':>7} "
-             f"{'max_spoof':>9} {'at_s':>6}  path / status"]
-    for r in rows:
-        tail = r.path if r.status == "ok" else f"{r.path}  [{r.status}]"
-        lines.append(f"{r.label or '-':<9} {num(r.spoof_prob, '.4f'):>10} {num(r.score, '.3f'):>8} "
-                     f"{num(r.llr, '.3f'):>8} {num(r.spoof_posterior, '.4f'):>9} "
-                     f"{num(r.duration, '.2f'):>8} {r.windows:>7} {num(r.max_spoof_prob, '.4f'):>9} "
-                     f"{num(r.max_spoof_start, '.1f'):>6}  {tail}")
-    return "\n".join(lines) + "\n"
+    tail = r.path if r.status == "ok" else f"{r.path}  [{r.status}]"
+    return (f"{r.label or '-':<9} {num(r.spoof_prob, '.4f'):>10} {num(r.score, '.3f'):>8} "
+            f"{num(r.llr, '.3f'):>8} {num(r.spoof_posterior, '.4f'):>9} "
+            f"{num(r.duration, '.2f'):>8} {r.windows:>7} {num(r.max_spoof_prob, '.4f'):>9} "
+            f"{num(r.max_spoof_start, '.1f'):>6}  {tail}")
+
+
+def rows_to_table(rows: list[PredictionRow]) -> str:
+    """Return a fixed-width table of the rows for the terminal."""
+    return "\n".join([TABLE_HEADER] + [table_line(r) for r in rows]) + "\n"
+
+
+def resume_key(predictor: Predictor, run_dir: Path, hop_fraction: float) -> str:
+    """Return a short digest of everything a row's numbers depend on (the run's model file, threshold,
+    calibration, prior, hop, spectrogram settings, columns): the part file of an interrupted run is resumed
+    only under the same key (classify.rowstream)."""
+    run_dir = Path(run_dir).resolve()
+    model = next((run_dir / n for n in ("model.safetensors", "export.pkl") if (run_dir / n).is_file()), None)
+    stat = model.stat() if model is not None else None
+    cal = predictor.calibration
+    doc = {"run": str(run_dir), "model": None if stat is None else [model.name, stat.st_size, stat.st_mtime_ns],
+           "threshold": predictor.threshold, "calibration": None if cal is None else [cal.slope, cal.offset],
+           "prior": predictor.prior, "hop": hop_fraction, "spec": predictor.spec.to_dict(), "columns": COLUMNS}
+    return hashlib.sha1(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def exit_code(rows: list[PredictionRow]) -> int:
@@ -470,6 +486,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prior", type=float, default=DEFAULT_PRIOR_SPOOF,
                         help=f"prior probability that a file is spoof, for the spoof_posterior column (default "
                              f"{DEFAULT_PRIOR_SPOOF}: equal odds; e.g. 0.05 where spoofs are rare)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes that decode the audio and render the window images while the model scores "
+                             "(0 = every core, the default; 1 = in this process)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
     if not 0 < args.prior < 1:
@@ -478,27 +497,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--hop {args.hop}: must be in (0, 1], a fraction of the window")
     if args.bs < 1:
         parser.error(f"--bs {args.bs}: must be at least 1")
+    if args.workers < 0:
+        parser.error(f"--workers {args.workers}: must be 0 (every core) or more")
     if args.out is not None and args.out.is_dir():
         parser.error(f"--out {args.out} is a folder: give a file name such as {args.out / 'scores.csv'}")
     return args
 
 
-def _emit(rows: list[PredictionRow], predictor: Predictor, args: argparse.Namespace) -> None:
+def _row_stream(predictor: Predictor, args: argparse.Namespace) -> tuple[RowStream, str]:
+    """Return the stream that writes rows as they finish (classify.rowstream) and the output format."""
     fmt = args.format or ("json" if args.out is not None and args.out.suffix.lower() == ".json" else "csv")
-    text = rows_to_json(rows, predictor, args.run) if fmt == "json" else rows_to_csv(rows)
-    if args.out is not None:
-        write_atomic(args.out, text)
-        sys.stdout.write(rows_to_table(rows))
-        print(f"wrote {args.out} ({len(rows)} rows, {fmt})", file=sys.stderr)
-    else:
-        sys.stdout.write(text if args.format else rows_to_table(rows))
+    show = "table" if args.out is not None or not args.format else ("csv" if fmt == "csv" else "")
+    key = resume_key(predictor, args.run, args.hop)
+    return RowStream(args.out, fmt, key, csv_cells, COLUMNS, show, TABLE_HEADER, table_line), fmt
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status documented in the module docstring."""
     args = parse_args(argv)
-    files = find_audio(args.inputs)
-    if not files:
+    inputs = find_inputs(args.inputs)
+    if all(why for _, why in inputs):
         print(f"error: no audio files ({', '.join(AUDIO_EXTENSIONS)}) found in "
               f"{' '.join(map(str, args.inputs))}", file=sys.stderr)
         return EXIT_USAGE
@@ -507,13 +525,38 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predictor = load_predictor(args.run, args.device, args.bs, args.trust_pickle, log=log)
         predictor.prior = args.prior
-    except RunFolderError as error:
+        stream, fmt = _row_stream(predictor, args)
+        resumed = stream.open(PredictionRow)
+    except (RunFolderError, PartLockedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    files = [path for path, _ in inputs]
+    known = {i: PredictionRow(path=str(path), status=why) for i, (path, why) in enumerate(inputs) if why}
+    for i, path in enumerate(files):
+        if i not in known and str(path) in resumed:
+            known[i] = resumed[str(path)]
+            stream.keep(known[i])
+    kept = sum(r.status == "ok" for r in known.values())
     log(f"run {args.run} ({predictor.arch}); threshold spoof_prob >= {predictor.threshold:.4g} from "
-        f"{predictor.threshold_source}; {len(files)} file(s)")
-    rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=not args.no_progress)
-    _emit(rows, predictor, args)
+        f"{predictor.threshold_source}; {len(files)} file(s)"
+        + (f"; {kept} already scored in {stream.part} (an interrupted run): kept" if kept else ""))
+    if args.out is not None:
+        for other in other_parts(args.out, stream.key):
+            log(f"notice: {other} holds the rows of an interrupted run with other settings; left as it is")
+    try:
+        rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=not args.no_progress,
+                           workers=args.workers, on_row=stream.write, known=known)
+    except KeyboardInterrupt:
+        stream.close()
+        where = f": the rows finished so far are in {stream.part}, and" if stream.part is not None else ";"
+        print(f"\ninterrupted{where} running the same command again resumes", file=sys.stderr)
+        return 130
+    text = rows_to_json(rows, predictor, args.run) if fmt == "json" else rows_to_csv(rows)
+    stream.finish(text)
+    if args.out is not None:
+        log(f"wrote {args.out} ({len(rows)} rows, {fmt})")
+    elif stream.show == "":
+        sys.stdout.write(text)
     code = exit_code(rows)
     if code != EXIT_OK:
         failed = sum(r.status != "ok" for r in rows)

@@ -408,12 +408,24 @@ def resolve_workers(workers: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _pool_context() -> mp.context.BaseContext:
+def _pool_context(torch_free: bool = False) -> mp.context.BaseContext:
     """Fork on Linux (workers inherit the imported libraries: fast start); spawn elsewhere or when
-    torch is loaded in this process (forking its thread pools is unsafe)."""
-    if sys.platform.startswith("linux") and "torch" not in sys.modules:
+    torch is loaded in this process (forking its thread pools is unsafe), unless `torch_free`: workers
+    that never call torch (numpy, soundfile, soxr, librosa only: no OpenMP, no CUDA) are forked even
+    then, as PyTorch's own DataLoader forks its workers."""
+    if sys.platform.startswith("linux") and (torch_free or "torch" not in sys.modules):
         return mp.get_context("fork")
     return mp.get_context("spawn")
+
+
+def worker_pool(workers: int, cfg: SpecConfig, images: Path | str = "", seed: int = 0, augment: bool = False,
+                torch_free: bool = False):
+    """Return a process pool of `workers` conversion workers (init_worker: one math-library thread each,
+    the settings, warm libraries); conversion and prediction both render through it."""
+    context = _pool_context(torch_free)
+    if context.get_start_method() == "fork":
+        warm_up(cfg, augment)
+    return context.Pool(workers, initializer=init_worker, initargs=(cfg.to_dict(), str(images), seed, augment))
 
 
 def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOptions) -> Iterable:
@@ -428,10 +440,7 @@ def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOp
                 yield convert_clip(task)
         return
     chunksize = max(1, min(8, len(tasks) // (workers * 32)))   # small chunks: no straggler at the end
-    context = _pool_context()
-    if context.get_start_method() == "fork":
-        warm_up(cfg, opts.augment > 0)
-    with context.Pool(workers, initializer=init_worker, initargs=args) as pool:
+    with worker_pool(workers, cfg, images, opts.seed, opts.augment > 0) as pool:
         yield from pool.imap_unordered(convert_clip, tasks, chunksize=chunksize)
 
 

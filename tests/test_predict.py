@@ -14,7 +14,7 @@ import torch
 from audiogen import write_tone
 from scipy.signal import butter, sosfilt
 
-from classify import model_io, predict
+from classify import model_io, predict, windows
 from classify.archs import build_model
 from spec2img.config import SpecConfig
 from spec2img.features import clip_to_image
@@ -166,11 +166,11 @@ def test_long_files_decoded_in_chunks_score_like_whole_files(tiny_run, tmp_path,
     path = write_wave(tmp_path / "long.wav", np.concatenate([bonafide_wave(5.0, 21), spoof_wave(2.3, 21)]))
     predictor = predict.load_predictor(tiny_run, "cpu", log=lambda m: None)
     whole = predict.score_files([path], predictor, progress=False)[0]
-    monkeypatch.setattr(predict, "WHOLE_FILE_SECONDS", 2.0)
-    monkeypatch.setattr(predict, "CHUNK_SECONDS", 1.5)    # 3 windows per decoded piece
-    windows = list(predict.iter_file_windows(path, SPEC))
-    assert len(windows) == 14 and windows[-1][0] == pytest.approx(6.3)
-    assert all(w.size == SPEC.n_samples for _, w in windows)
+    monkeypatch.setattr(windows, "WHOLE_FILE_SECONDS", 2.0)
+    monkeypatch.setattr(windows, "CHUNK_SECONDS", 1.5)    # 3 windows per decoded piece
+    pieces = list(predict.iter_file_windows(path, SPEC))
+    assert len(pieces) == 14 and pieces[-1][0] == pytest.approx(6.3)
+    assert all(w.size == SPEC.n_samples for _, w in pieces)
     chunked = predict.score_files([path], predictor, progress=False)[0]
     assert (chunked.windows, chunked.max_spoof_start) == (whole.windows, whole.max_spoof_start)
     assert chunked.score == pytest.approx(whole.score, abs=1e-5)
