@@ -1,38 +1,48 @@
-"""Prediction throughput: clips/s of `classify.predict` end to end from audio files, against the
-conversion stage's clips/s on the same clips.
+"""Prediction throughput: clips/s of `classify.predict`'s front end (1 worker and all workers), of the model
+alone, and end to end, against the bound min(front end, model).
 
-    python -m benchmarks.predict_throughput [--run RUN] [--clips 100] [--arch resnet18] [--bs 64]
+    python -m benchmarks.predict_throughput [--run RUN] [--clips 1000] [--unique 200] [--arch lcnn] [--bs 64]
+                                            [--rounds 3] [--workers 0]
 
-Generates `--clips` 4-second WAV clips in a temporary folder, the same ones the conversion benchmark
-uses (benchmarks.convert_throughput.make_corpus: speech-like, a quarter at 22.05 kHz). Without --run, a run folder with random weights (`--arch`, pretrained=False, saved with
-classify.model_io.save_model and the default spec) is made there too: throughput does not depend on
-the weights. Timed, after a two-clip warm-up:
-  convert       spec2img.convert.convert_rows, 1 process (decode, image, PNG write, manifest)
-  predict/cpu   classify.predict.score_files on the CPU: decode, windows, images, batched model
-  predict/cuda  the same on the GPU, when there is one
-and, to show where prediction time goes, its two halves on the CPU: the front end alone
-(decode + clip_to_image of every window) and the model alone (predict_logits on ready images).
-Prints clips/s for each and the ratio predict / convert; writes benchmarks/out/predict_throughput.json.
+Generates `--unique` 4-second WAV clips (benchmarks.convert_throughput.make_corpus: speech-like, a quarter at
+22.05 kHz) and scores `--clips` files cycling through them. Without --run, a run folder with random weights
+(`--arch`, pretrained=False, saved as classify.train saves it, default spec) is made there too: throughput
+does not depend on the weights. Timed, each round interleaved so that all see the same machine load, the
+best round counting:
+  front end, 1 worker     classify.windows.iter_pieces in this process: probe, decode, resample, window,
+                          clip_to_image (what one conversion worker does, without the PNG)
+  front end, N workers    the same in N worker processes (the parallel front end), pieces back in input order
+                          (starting the workers included)
+  model                   classify.model_io.predict_logits on ready window images (batches of --bs; at most
+                          512 windows: its rate is steady)
+  end to end              classify.predict.score_files with N workers: front end overlapped with the model
+                          (pool start included), rows assembled in input order
+Figures: frontend_scaling = N-worker clips/s / (N x 1-worker clips/s) (target >= 0.8 on the CPU);
+end_to_end_vs_bound = end to end / min(front end with N workers, model) (target >= 0.9); and CPU time per
+clip, which machine load does not change. On CUDA the model and end to end also run on the GPU. The
+conversion stage (1 process, PNGs and manifest written) is timed once for reference. Writes
+benchmarks/out/predict_throughput.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
-from benchmarks.convert_throughput import make_corpus
+from benchmarks.convert_throughput import cpu_seconds, make_corpus
 from classify import model_io, predict
 from classify.archs import build_model
 from classify.train import TrainConfig, model_description
+from classify.windows import iter_pieces, resolve_workers
 from spec2img.config import SpecConfig
 from spec2img.convert import ConvertOptions, convert_rows
-from spec2img.features import clip_to_image
+from spec2img.fileio import write_json
 from spec2img.rows import ClipRow
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -46,15 +56,34 @@ def make_run(folder: Path, arch: str, spec: SpecConfig) -> Path:
     return run
 
 
-def timed(fn) -> float:
-    """Return the seconds `fn()` takes (CUDA work included)."""
+def timed(fn, n: int) -> dict:
+    """Return clips/s and CPU ms per clip (this process and its workers) of `fn()` handling `n` clips."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    return {"clips_per_s": n / seconds, "cpu_ms_per_clip": 1000 * (cpu_seconds() - cpu) / n, "seconds": seconds}
+
+
+def front_end(files: list[Path], spec: SpecConfig, workers: int) -> list[np.ndarray]:
+    """Return every window image of `files` rendered by the predict front end with `workers` processes."""
+    images = []
+    for piece in iter_pieces(list(enumerate(files)), spec, 0.5, workers):
+        if piece.error:
+            raise SystemExit(f"benchmark clip failed: {files[piece.index]}: {piece.error}")
+        images.append(piece.images)
+    return images
+
+
+def end_to_end(files: list[Path], predictor, bs: int, workers: int) -> None:
+    """Score `files` with classify.predict.score_files; stop when one fails."""
+    rows = predict.score_files(files, predictor, bs=bs, progress=False, workers=workers)
+    failed = [r for r in rows if r.status != "ok"]
+    if failed:
+        raise SystemExit(f"benchmark clips failed to score: {failed[0]}")
 
 
 def bench_convert(rows: list[ClipRow], folder: Path, spec: SpecConfig) -> float:
@@ -62,77 +91,102 @@ def bench_convert(rows: list[ClipRow], folder: Path, spec: SpecConfig) -> float:
     quiet = dict(log=lambda m: None)
     convert_rows(rows[:2], folder / "warmup_images", spec, ConvertOptions(workers=1, progress=False),
                  folder / "audio", "folders", **quiet)
-    seconds = timed(lambda: convert_rows(rows, folder / "images", spec, ConvertOptions(workers=1, progress=False),
-                                         folder / "audio", "folders", **quiet))
-    return len(rows) / seconds
+    start = time.perf_counter()
+    convert_rows(rows, folder / "images", spec, ConvertOptions(workers=1, progress=False), folder / "audio",
+                 "folders", **quiet)
+    return len(rows) / (time.perf_counter() - start)
 
 
-def bench_predict(files: list[Path], run: Path, device: str, bs: int) -> float:
-    """Return predict's clips/s end to end on `device` (model load excluded, 2-clip warm-up)."""
-    predictor = predict.load_predictor(run, device, bs, log=lambda m: None)
-    predict.score_files(files[:2], predictor, bs=bs, progress=False)
-    rows = []
-    seconds = timed(lambda: rows.extend(predict.score_files(files, predictor, bs=bs, progress=False)))
-    failed = [r for r in rows if r.status != "ok"]
-    if failed:
-        raise SystemExit(f"benchmark clips failed to score: {failed[0]}")
-    return len(files) / seconds
+def measure(args, folder: Path) -> dict:
+    """Run every measurement on the same clips; return the report."""
+    spec = SpecConfig.from_dict(model_io.read_description(args.run)["spec"]) if args.run else SpecConfig()
+    print(f"generating {args.unique} clips of {spec.duration:g} s ...", flush=True)
+    rows = make_corpus(folder / "audio", args.unique, spec.duration)
+    files = [rows[i % len(rows)].path for i in range(args.clips)]
+    run = args.run or make_run(folder, args.arch, spec)
+    arch = model_io.read_description(run).get("arch")
+    workers = resolve_workers(args.workers, len(files))
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    predictors = {d: predict.load_predictor(run, d, args.bs, log=lambda m: None) for d in devices}
+    models = {d: model_io.load_model(run, d) for d in devices}
+    print(f"{len(files)} clips ({len(rows)} files), spec {spec.image_shape[0]}x{spec.image_shape[1]}, model {arch} "
+          f"({'given run' if args.run else 'random weights'}), bs {args.bs}, {workers} workers, "
+          f"torch threads {torch.get_num_threads()}", flush=True)
+    images = np.concatenate(front_end(files[:8], spec, 1))               # warm-up: imports, mel filter bank
+    for d in devices:
+        model_io.predict_logits(*models[d][:1], images[:2], models[d][1], d, args.bs)
+        end_to_end(files[:4], predictors[d], args.bs, 1)
+    images = np.concatenate(front_end(files, spec, 1))
+    rounds: dict[str, list[dict]] = {}
+    for r in range(args.rounds):                                          # interleaved: the same machine load
+        print(f"round {r + 1}/{args.rounds} ...", flush=True)
+        rounds.setdefault("front end, 1 worker", []).append(timed(lambda: front_end(files, spec, 1), len(files)))
+        rounds.setdefault(f"front end, {workers} workers", []).append(
+            timed(lambda: front_end(files, spec, workers), len(files)))
+        for d in devices:
+            model, description = models[d]
+            some = images[:max(args.bs, min(len(images), 512))]       # the model's rate is steady: fewer windows do
+            rounds.setdefault(f"model/{d}", []).append(
+                timed(lambda: model_io.predict_logits(model, some, description, d, args.bs), len(some)))
+            rounds.setdefault(f"predict/{d} end to end", []).append(
+                timed(lambda: end_to_end(files, predictors[d], args.bs, workers), len(files)))
+    best = {name: max(runs, key=lambda x: x["clips_per_s"]) for name, runs in rounds.items()}
+    one, every = best["front end, 1 worker"], best[f"front end, {workers} workers"]
+    report = {"clips": len(files), "files": len(rows), "windows": int(len(images)), "seconds_per_clip": spec.duration,
+              "arch": arch, "bs": args.bs, "workers": workers, "cores": resolve_workers(0, 1 << 20),
+              "torch_threads": torch.get_num_threads(),
+              "cuda": torch.cuda.get_device_name() if "cuda" in devices else None,
+              "clips_per_s": {name: round(x["clips_per_s"], 1) for name, x in best.items()},
+              "cpu_ms_per_clip": {name: round(x["cpu_ms_per_clip"], 2) for name, x in best.items()},
+              "rounds": {name: [round(x["clips_per_s"], 1) for x in runs] for name, runs in rounds.items()}}
+    report["frontend_scaling"] = round(every["clips_per_s"] / (workers * one["clips_per_s"]), 3)
+    report["frontend_cpu_efficiency"] = round(one["cpu_ms_per_clip"] / every["cpu_ms_per_clip"], 3)
+    for d in devices:
+        bound = min(every["clips_per_s"], best[f"model/{d}"]["clips_per_s"])
+        key = "end_to_end_vs_bound" if d == "cpu" else f"end_to_end_vs_bound_{d}"
+        report[key] = round(best[f"predict/{d} end to end"]["clips_per_s"] / bound, 3)
+    convert = bench_convert(rows, folder, spec)
+    report["clips_per_s"]["convert (1 process)"] = round(convert, 1)
+    report["ratio_to_convert"] = {d: round(best[f"predict/{d} end to end"]["clips_per_s"] / convert, 2) for d in devices}
+    report["load_average_1min"] = round(os.getloadavg()[0], 2)
+    return report
 
 
-def bench_halves(files: list[Path], run: Path, bs: int) -> tuple[float, float, int]:
-    """Return (front-end clips/s, model clips/s, windows) on the CPU: the two halves of predict."""
-    model, description = model_io.load_model(run, "cpu")
-    spec = SpecConfig.from_dict(description["spec"])
-    images: list[np.ndarray] = []
-
-    def front_end():
-        with threadpool_limits(limits=1, user_api="blas"):     # as predict.score_files does
-            for path in files:
-                images.extend(clip_to_image(w, spec) for _, w in predict.iter_file_windows(path, spec))
-    front = timed(front_end)
-    batch = np.stack(images)
-    model_io.predict_logits(model, batch[:2], description, "cpu", bs)
-    back = timed(lambda: model_io.predict_logits(model, batch, description, "cpu", bs))
-    return len(files) / front, len(files) / back, len(batch)
+def print_report(r: dict) -> None:
+    """Print the table and the ratios against the targets."""
+    print(f"\n{'path':32s} {'clips/s':>9s} {'CPU ms/clip':>12s}   rounds")
+    for name, rate in r["clips_per_s"].items():
+        cpu = r["cpu_ms_per_clip"].get(name)
+        print(f"{name:32s} {rate:9.1f} {'-' if cpu is None else f'{cpu:.2f}':>12s}   {r['rounds'].get(name, '')}")
+    n, scaling = r["workers"], r["frontend_scaling"]
+    print(f"\nfront end scaling on {n} workers: {scaling:6.0%}  ({n}-worker clips/s / ({n} x 1-worker clips/s); "
+          f"target >= 80%: {'met' if scaling >= 0.8 else 'NOT met'}); CPU per clip, 1 vs {n} workers: "
+          f"{r['frontend_cpu_efficiency']:.0%} (below 100% = work the pool adds)")
+    for key in [k for k in r if k.startswith("end_to_end_vs_bound")]:
+        device = key.rpartition("_")[2] if key != "end_to_end_vs_bound" else "cpu"
+        print(f"end to end / min(front end, model) on {device}: {r[key]:6.0%}  (target >= 90%: "
+              f"{'met' if r[key] >= 0.9 else 'NOT met'})")
+    print(f"({r['clips']} clips of {r['seconds_per_clip']:g} s, {r['windows']} windows; model {r['arch']}, bs {r['bs']}; "
+          f"1-min load average {r['load_average_1min']} on {r['cores']} cores: wall-clock scaling needs idle cores)")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, default=None, help="an existing run folder (default: make one)")
-    parser.add_argument("--arch", default="resnet18", help="architecture of the made run (default resnet18)")
-    parser.add_argument("--clips", type=int, default=100, help="number of clips (default 100)")
+    parser.add_argument("--arch", default="lcnn", help="architecture of the made run (default lcnn)")
+    parser.add_argument("--clips", type=int, default=1000, help="clips scored per timed run (default 1000: starting "
+                        "the workers, ~0.1 s each when torch is loaded, is then a few percent)")
+    parser.add_argument("--unique", type=int, default=200, help="distinct generated files, cycled (default 200)")
     parser.add_argument("--bs", type=int, default=64, help="predict batch size (default 64)")
+    parser.add_argument("--workers", type=int, default=0, help="front-end workers (default 0: every core)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds; the best counts (default 3)")
     args = parser.parse_args()
+    args.unique = min(args.unique, args.clips)
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
-        folder = Path(tmp)
-        spec = (SpecConfig.from_dict(model_io.read_description(args.run)["spec"]) if args.run else SpecConfig())
-        rows = make_corpus(folder / "audio", args.clips, spec.duration)
-        run = args.run or make_run(folder, args.arch, spec)
-        files = [r.path for r in rows]
-        arch = model_io.read_description(run).get("arch")
-        print(f"{len(files)} clips of {spec.duration:g} s, spec {spec.image_shape[0]}x{spec.image_shape[1]}, "
-              f"model {arch} ({'given run' if args.run else 'random weights'}), bs {args.bs}, "
-              f"torch threads {torch.get_num_threads()}")
-        convert = bench_convert(rows, folder, spec)
-        results = {"convert (1 process)": convert}
-        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        for device in devices:
-            results[f"predict/{device}"] = bench_predict(files, run, device, args.bs)
-        front, back, windows = bench_halves(files, run, args.bs)
-        results["  predict/cpu front end only"] = front
-        results["  predict/cpu model only"] = back
-        for name, rate in results.items():
-            print(f"{name:32s} {rate:9.1f} clips/s")
-        for device in devices:
-            print(f"ratio predict/{device} / convert: {results[f'predict/{device}'] / convert:.2f}")
-        print(f"({windows} windows for {len(files)} clips; convert writes PNGs and a manifest, predict "
-              f"batches every window through the model)")
-        OUT.mkdir(exist_ok=True)
-        report = {"clips": len(files), "seconds_per_clip": spec.duration, "arch": arch, "bs": args.bs,
-                  "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name() if "cuda" in devices
-                  else None, "clips_per_s": results,
-                  "ratio_to_convert": {d: results[f"predict/{d}"] / convert for d in devices}}
-        (OUT / "predict_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
+        report = measure(args, Path(tmp))
+    print_report(report)
+    write_json(OUT / "predict_throughput.json", report)
+    print(f"written to {OUT / 'predict_throughput.json'}")
 
 
 if __name__ == "__main__":

@@ -179,8 +179,8 @@ def iter_pieces(files: Sequence[tuple[int, Path]], spec: SpecConfig, hop_fractio
 
 
 def _pieces_here(files, spec, hop_fraction) -> Iterator[Piece]:
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=1, user_api="blas"):
+    from spec2img.convert import one_math_thread
+    with one_math_thread():
         for index, path in files:
             first = render_piece(index, path, spec, hop_fraction)
             yield first

@@ -25,6 +25,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -313,6 +314,19 @@ def warm_up(cfg: SpecConfig, augment: bool) -> None:
         import librosa.effects  # noqa: F401
 
 
+@lru_cache(maxsize=1)
+def _math_libraries():
+    """Return threadpoolctl's controller of the math libraries loaded now; scanning them takes ~70 ms when
+    torch is loaded, so it is done once per process, and forked workers inherit the result."""
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
+
+
+def one_math_thread():
+    """Return a context manager (threadpoolctl) that limits the loaded math libraries to one thread each."""
+    return _math_libraries().limit(limits=1)
+
+
 def init_worker(cfg_dict: dict, images: str, seed: int, augment: bool = False, in_pool: bool = True) -> None:
     """Set up a worker: one math-library thread, the settings, the output folder, warm libraries; pool
     workers ignore Ctrl-C (the parent stops the pool and keeps what is finished)."""
@@ -321,8 +335,7 @@ def init_worker(cfg_dict: dict, images: str, seed: int, augment: bool = False, i
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         for var in THREAD_VARS:           # libraries that start their thread pools later read these
             os.environ[var] = "1"
-    from threadpoolctl import threadpool_limits   # pools already started (numpy's BLAS)
-    _WORKER["limits"] = threadpool_limits(limits=1)
+    _WORKER["limits"] = one_math_thread()         # pools already started (numpy's BLAS)
     _WORKER.update(cfg=SpecConfig.from_dict(cfg_dict), images=Path(images), seed=seed)
     warm_up(_WORKER["cfg"], augment)
 
@@ -425,6 +438,7 @@ def worker_pool(workers: int, cfg: SpecConfig, images: Path | str = "", seed: in
     context = _pool_context(torch_free)
     if context.get_start_method() == "fork":
         warm_up(cfg, augment)
+        _math_libraries()                             # scanned once here, after the imports, for every worker
     return context.Pool(workers, initializer=init_worker, initargs=(cfg.to_dict(), str(images), seed, augment))
 
 
@@ -433,8 +447,7 @@ def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOp
     workers = min(resolve_workers(opts.workers), max(1, len(tasks)))
     args = (cfg.to_dict(), str(images), opts.seed, opts.augment > 0)
     if workers == 1:
-        from threadpoolctl import threadpool_limits
-        with threadpool_limits(limits=1):
+        with one_math_thread():
             init_worker(*args, in_pool=False)
             for task in tasks:
                 yield convert_clip(task)
