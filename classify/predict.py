@@ -1,7 +1,8 @@
 """Score new audio files with a trained run: spoof probability, ASVspoof score and label per file.
 
     python -m classify.predict --run runs/latest AUDIO_OR_FOLDER... [--out scores.csv] [--format csv|json]
-                               [--bs 64] [--hop 0.5] [--prior 0.5] [--device cpu|cuda] [--trust-pickle] [--no-progress]
+                               [--bs 64] [--hop 0.5] [--prior 0.5] [--device cpu|cuda] [--workers 0]
+                               [--trust-pickle] [--no-progress]
 
 Every file goes through the run's own front end: the spectrogram settings saved in the run's
 `model.json` ("spec") and `spec2img.features.clip_to_image`, the function that made the training
@@ -10,10 +11,19 @@ exactly as in training); a longer clip is cut into overlapping windows of that d
 half a window; the last window is aligned to the end of the file so the tail is scored) and the
 windows' logits are averaged. The most-spoof window's probability and start time are reported too.
 Files up to 10 minutes are decoded whole; longer ones are decoded 5 minutes at a time, so memory
-stays bounded whatever the file's length. Window images from all files are batched together and
-scored on the GPU when there is one.
+stays bounded whatever the file's length. Decoding and rendering run in `--workers` processes (default:
+one per core, each with one math-library thread; classify.windows) while the model scores the previous
+batch of window images, on the GPU when there is one. The progress bar counts files and advances within
+a long file piece by piece, with the windows scored so far.
 
-Output columns (one row per file, in input order; folders are walked recursively and sorted):
+Rows are written as they finish, in input order (a row as soon as it and every row before it are done).
+With --out FILE they are appended to FILE.<key>.part, flushed row by row, so an interrupted or killed run
+leaves a readable file of the rows it finished; running the same command again keeps those rows without
+reading their files again and scores the rest; FILE itself is written atomically at the end and the part
+removed (classify.rowstream: <key> digests the run and the settings, so other settings never reuse it).
+
+Output columns (one row per file, in input order; folders are walked recursively and sorted; a folder
+holding no audio file gets a row of its own with that error):
   path              the audio file
   spoof_prob        P(spoof) from the mean of the windows' logits
   score             ASVspoof-convention score, higher = more bonafide: logit_bonafide - logit_spoof
@@ -36,6 +46,7 @@ Exit status:
   2  usage error, unusable run folder (missing model.json / model.safetensors, pickle-only run
      without --trust-pickle), or no audio file found
   3  every file failed
+  130 interrupted (Ctrl-C): the finished rows are kept in the part file
 
 Security: the model is rebuilt from `model.safetensors` + `model.json` (plain tensors and JSON: loading
 runs no code from the run folder). A run that only has fastai's `export.pkl` is refused, because
@@ -166,7 +177,7 @@ def score_files(files: list[Path], predictor: Predictor, bs: int = 64, hop_fract
     todo = [(i, Path(p)) for i, p in enumerate(files) if i not in known]
     scoring = _Scoring(rows, predictor, bs, set(known), on_row)
     with progress_bar(total=len(todo), desc="scoring", unit="file", enabled=progress and bool(todo),
-                      bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]") as bar:
+                      bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]") as bar:
         bar.set_postfix_str(f"0/{len(todo)} files", refresh=False)
         for piece in iter_pieces(todo, predictor.spec, hop_fraction, workers):
             scoring.add(piece)
