@@ -7,9 +7,14 @@ Two paths build fastai `DataLoaders` whose batches are the model input described
   gathered into pinned memory and copied asynchronously: "staging"). A batch is one `index_select` on that tensor;
   the shuffled indices go to the device once per epoch; augmentation runs as batch transforms on
   the device. No worker processes, no per-item Python, no per-batch host synchronization.
+- "cache" (out of core, when the decoded images exceed the memory budget): the images are decoded once
+  into a packed uint8 file beside them (classify.imagecache: images/cache/<key>.u8, rebuilt when a PNG or
+  spec.json changes) and each batch is read from it, the next one while the current one trains, then
+  goes through the same batch transforms on the device. The same indices as "memory" for the same seed;
+  host memory does not grow with the dataset.
 - "datablock" (the classic fastai idiom): a `DataBlock` of `ImageBlock(cls=PILImageBW)` and
   `CategoryBlock` split by grandparent folder, streaming PNGs from disk with bounded memory
-  and the same batch transforms. Used when the images would not fit in memory, or on request.
+  and the same batch transforms. On request, or when the cache cannot be written beside the images.
 Augmentation is spectrogram-safe only: random circular time shift and SpecAugment-style time
 and frequency masks (no flips, rotations, warps or zooms).
 """
@@ -173,8 +178,9 @@ def read_png_gray(path: Path) -> np.ndarray:
 
 
 def decode_images(paths: list[Path], shape: tuple[int, int], workers: int = 0, log=print,
-                  label: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """Return (uint8 (N,H,W) pixels, bool (N,) ok) decoding `paths` in parallel threads; failures are logged."""
+                  label: str = "", show: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Return (uint8 (N,H,W) pixels, bool (N,) ok) decoding `paths` in parallel threads; failures are logged;
+    `show`: a progress bar."""
     pixels = np.zeros((len(paths), *shape), np.uint8)
     ok = np.ones(len(paths), bool)
     chunk = 256
@@ -195,7 +201,7 @@ def decode_images(paths: list[Path], shape: tuple[int, int], workers: int = 0, l
     workers = workers or min(32, os.cpu_count() or 1)
     starts = range(0, len(paths), chunk)
     with ThreadPoolExecutor(workers) as pool:  # cv2 and PIL release the GIL while decoding
-        bar = progress_bar(pool.map(decode_chunk, starts), total=len(starts), display=rank_distrib() == 0)
+        bar = progress_bar(pool.map(decode_chunk, starts), total=len(starts), display=show and rank_distrib() == 0)
         bar.comment = label
         for errors in bar:
             for e in errors:
@@ -368,6 +374,49 @@ class TensorBatchDL(DataLoader):
         return self.dataset.vocab
 
 
+class CacheBatchDL(TensorBatchDL):
+    """TensorBatchDL over a `CachedImages` split (classify.imagecache): the same indices for the same seed, each
+    batch read from the cache file (into pinned memory when CUDA is there) while the previous one trains."""
+
+    def create_batches(self, samps):
+        idxs = np.fromiter(samps, dtype=np.int64)
+        stop = len(idxs) - (len(idxs) % self.bs if self.drop_last else 0)
+        batches = [idxs[start:start + self.bs] for start in range(0, stop, self.bs)]
+        if not batches:
+            return
+        pin = torch.cuda.is_available()
+        labels = self.dataset.labels
+
+        def read(batch):
+            return self.dataset.gather(batch, pin=pin), labels[torch.from_numpy(batch)]
+        with ThreadPoolExecutor(1, thread_name_prefix="cache-batch") as ahead:
+            upcoming = ahead.submit(read, batches[0])
+            for k in range(len(batches)):
+                x, y = upcoming.result()
+                if k + 1 < len(batches):
+                    upcoming = ahead.submit(read, batches[k + 1])       # the next batch is read during this step
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+def cache_dataloaders(cache, bs: int, device: torch.device, tfms: list, balance: str = "weights") -> DataLoaders:
+    """Return DataLoaders whose batches are read from the image cache file (classify.imagecache)."""
+    from classify.imagecache import CachedImages
+    device = default_device(device)
+    train, valid = (CachedImages.split_of(cache, split, LABELS) for split in TRAIN_SPLITS)
+    wgts = None
+    if balance == "sampler":
+        counts = np.bincount(train.labels.numpy(), minlength=len(LABELS))
+        wgts = (1.0 / counts)[train.labels.numpy()]
+    train_bs = min(bs, len(train))
+    train_dl = CacheBatchDL(train, bs=train_bs, shuffle=True, drop_last=len(train) > train_bs, wgts=wgts,
+                            device=device, after_batch=Pipeline(tfms, split_idx=0))
+    valid_dl = CacheBatchDL(valid, bs=bs, shuffle=False, drop_last=False, device=device,
+                            after_batch=Pipeline(tfms, split_idx=1))
+    dls = DataLoaders(train_dl, valid_dl, device=device)
+    dls.storage = f"disk: {cache.path} (read per batch)"
+    return dls
+
+
 def storage_for(n_bytes: int, device: torch.device, storage: str = "auto") -> torch.device:
     """Return the device the uint8 images should live on: the training GPU itself (with its index) when
     they fit in GPU_FRACTION of its free memory or `storage` is "device", else the host ("host", or the CPU)."""
@@ -425,12 +474,14 @@ def datablock_dataloaders(images: Path, found: dict[str, ImageIndex], bs: int, d
     return dls
 
 
-def fits_in_memory(n_bytes: int) -> bool:
-    """Return True when `n_bytes` of decoded images fit in the allowed share of available host RAM
-    (for every training process of this machine: each decodes its own copy)."""
+def fits_in_memory(n_bytes: int, budget_gb: float = 0.0) -> bool:
+    """Return True when `n_bytes` of decoded images fit in the memory budget: `budget_gb` GiB when given, else
+    the allowed share of available host RAM (for every training process of this machine: each decodes its own
+    copy)."""
     import psutil
     copies = int(os.environ.get("LOCAL_WORLD_SIZE", 1))  # set by torchrun / accelerate launch
-    return n_bytes * copies <= MEMORY_FRACTION * psutil.virtual_memory().available
+    budget = budget_gb * 2 ** 30 if budget_gb > 0 else MEMORY_FRACTION * psutil.virtual_memory().available
+    return n_bytes * copies <= budget
 
 
 def class_weights(labels) -> list[float]:
@@ -442,8 +493,9 @@ def class_weights(labels) -> list[float]:
 @dataclass
 class DataSummary:
     """What was loaded and how: written to config.json."""
-    loader: str                  # "memory" or "datablock"
-    storage: str                 # memory path: the images' device ("cuda:0", "cpu"; staging noted) or "disk"
+    loader: str                  # "memory", "cache" or "datablock"
+    storage: str                 # memory path: the images' device ("cuda:0", "cpu"; staging noted); cache: its
+                                 # file; datablock: "disk"
     image_shape: tuple           # (height, width) of the PNGs
     input_shape: tuple           # (height, width) fed to the model
     counts: dict                 # {split: {label: n}}
@@ -451,14 +503,18 @@ class DataSummary:
     decoded_bytes: int           # bytes of uint8 images held in memory (estimate for datablock)
 
 
+LOADERS = ("auto", "memory", "cache", "datablock")   # TrainConfig.loader
+
+
 def build_dataloaders(images, bs: int = 64, device=None, loader: str = "auto", balance: str = "weights",
                       size: int = 0, augment: AugmentConfig | None = AugmentConfig(), mean=None, std=None,
-                      workers: int = 0, storage: str = "auto",
+                      workers: int = 0, storage: str = "auto", memory_gb: float = 0.0,
                       log=print) -> tuple[DataLoaders, SpecConfig, dict, DataSummary]:
-    """Return (dls, spec, spec.json dict, summary) after checking images/; `loader` is auto|memory|datablock,
-    `storage` (memory path) auto|device|host."""
-    if loader not in ("auto", "memory", "datablock"):
-        raise ValueError(f"--loader must be auto, memory or datablock, not {loader!r}")
+    """Return (dls, spec, spec.json dict, summary) after checking images/; `loader` is auto|memory|cache|datablock
+    (auto: memory when the decoded images fit the budget, `memory_gb` GiB or half the available RAM, else the
+    image cache), `storage` (memory path) auto|device|host."""
+    if loader not in LOADERS:
+        raise ValueError(f"--loader must be one of {', '.join(LOADERS)}, not {loader!r}")
     if balance not in ("none", "weights", "sampler"):
         raise ValueError(f"--balance must be none, weights or sampler, not {balance!r}")
     images = Path(images)
@@ -468,28 +524,44 @@ def build_dataloaders(images, bs: int = 64, device=None, loader: str = "auto", b
     in_shape = input_shape(shape, size)
     n_bytes = sum(len(found[s].paths) for s in TRAIN_SPLITS) * shape[0] * shape[1]
     if loader == "auto":
-        loader = "memory" if fits_in_memory(n_bytes) else "datablock"
-        if loader == "datablock":
-            log(f"{n_bytes / 2**30:.1f} GiB of decoded images would not fit in memory: streaming PNGs from disk")
+        loader = "memory" if fits_in_memory(n_bytes, memory_gb) else "cache"
+        if loader == "cache":
+            log(f"data: {n_bytes / 2**30:.2f} GiB of decoded images exceed the memory budget: training from the "
+                f"image cache on disk")
     from classify.archs import IMAGENET_MEAN, IMAGENET_STD
     tfms = batch_transforms(mean or IMAGENET_MEAN, std or IMAGENET_STD,
                             None if in_shape == shape else in_shape, augment)
-    if loader == "memory":
-        train, valid = (load_split_tensors(found[s], shape, workers, log) for s in TRAIN_SPLITS)
-        for split, part in zip(TRAIN_SPLITS, (train, valid)):
-            check_split(ImageIndex(split, part.paths, part.labels.tolist()), images)
-        dls = memory_dataloaders(train, valid, bs, device, tfms, balance, storage)
+    cache = None
+    if loader == "cache":
+        from classify.imagecache import CacheUnavailable, open_cache
+        try:
+            cache = open_cache(images, found, shape, workers, log)
+        except CacheUnavailable as error:
+            log(f"data: {error}; streaming PNGs from disk instead (the DataBlock path)")
+            loader = "datablock"
+    if loader in ("memory", "cache"):
+        if loader == "memory":
+            train, valid = (load_split_tensors(found[s], shape, workers, log) for s in TRAIN_SPLITS)
+            dls = memory_dataloaders(train, valid, bs, device, tfms, balance, storage)
+            labels = {s: p.labels.tolist() for s, p in zip(TRAIN_SPLITS, (train, valid))}
+            paths = {s: p.paths for s, p in zip(TRAIN_SPLITS, (train, valid))}
+        else:
+            dls = cache_dataloaders(cache, bs, device, tfms, balance)
+            labels, paths = cache.labels, cache.paths
+        for split in TRAIN_SPLITS:                       # images that failed to decode are left out
+            check_split(ImageIndex(split, paths[split], labels[split]), images)
         # fastai's export/predict need item transforms (PNG → tensor), which the tensor loaders do without
         dls.for_export = partial(datablock_dataloaders, images, found, bs, device, tfms, "none", 0)
-        labels = train.labels.tolist()
-        counts = {s: ImageIndex(s, p.paths, p.labels.tolist()).counts() for s, p in zip(TRAIN_SPLITS, (train, valid))}
+        counts = {s: ImageIndex(s, paths[s], labels[s]).counts() for s in TRAIN_SPLITS}
+        labels = labels["train"]
     else:
         dls = datablock_dataloaders(images, found, bs, device, tfms, balance, workers or None)
         labels = found["train"].labels
         counts = {s: found[s].counts() for s in TRAIN_SPLITS}
     weights = class_weights(labels) if balance == "weights" else [1.0] * len(LABELS)
     summary = DataSummary(loader, dls.storage, shape, in_shape, counts, weights, n_bytes)
-    where = f"images held on {dls.storage}" if loader == "memory" else "streaming PNGs from disk"
+    where = {"memory": f"images held on {dls.storage}", "cache": f"batches read from {cache.path if cache else ''}",
+             "datablock": "streaming PNGs from disk"}[loader]
     log(f"data: {loader} path ({where}); "
         + "; ".join(f"{s}: " + ", ".join(f"{n} {k}" for k, n in c.items()) for s, c in counts.items())
         + f"; input {in_shape[0]}x{in_shape[1]}")

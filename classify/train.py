@@ -33,7 +33,7 @@ from fastcore.script import call_parse
 from classify import archs, devices, distributed, runfolder, weightfile
 from classify.callbacks import (DeviceLosses, DeviceMixedPrecision, EpochHistory, KeepBestEpoch, SparseProgress,
                                 ValidAccuracy, ValidEER, ValidRocAuc)
-from classify.data import STORAGES, AugmentConfig, build_dataloaders
+from classify.data import LOADERS, STORAGES, AugmentConfig, build_dataloaders
 from classify.devices import default_device
 from classify.model_io import save_model
 from spec2img.rows import LABELS
@@ -56,7 +56,10 @@ class TrainConfig:
     balance: str = "weights"      # none | weights (class-weighted loss) | sampler (balanced batches)
     mixup: float = 0.0            # mixup Beta(alpha, alpha) parameter; 0 = off
     early_stop: int = 0           # stop after this many epochs without a better validation EER; 0 = off
-    loader: str = "auto"          # auto | memory (decode once, batches from RAM/GPU) | datablock (stream PNGs)
+    loader: str = "auto"          # auto | memory (decode once, batches from RAM/GPU) | cache (batches read from a
+                                  # packed file beside the images) | datablock (stream PNGs); auto: memory within
+                                  # the memory budget, else cache
+    memory_gb: float = 0.0        # memory budget of the decoded images for loader auto, GiB; 0 = half the available RAM
     workers: int = 0              # PNG decoding threads (memory) or loader processes (datablock); 0 = all cores
     augment: bool = True          # time shift + SpecAugment masks on training batches
     precision: str = "auto"       # auto (bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 on the CPU) | fp32 | bf16 | fp16
@@ -80,7 +83,9 @@ class TrainConfig:
             ("size", self.size, ">= 0", self.size >= 0), ("mixup", self.mixup, ">= 0", self.mixup >= 0),
             ("early_stop", self.early_stop, ">= 0", self.early_stop >= 0),
             ("precision", self.precision, "one of " + ", ".join(devices.PRECISIONS), self.precision in devices.PRECISIONS),
-            ("storage", self.storage, "one of " + ", ".join(STORAGES), self.storage in STORAGES)) if not ok]
+            ("storage", self.storage, "one of " + ", ".join(STORAGES), self.storage in STORAGES),
+            ("loader", self.loader, "one of " + ", ".join(LOADERS), self.loader in LOADERS),
+            ("memory_gb", self.memory_gb, ">= 0", self.memory_gb >= 0)) if not ok]
         if self.bs >= 1 and distributed.is_distributed():
             try:
                 distributed.per_process_bs(self.bs)
@@ -175,7 +180,7 @@ def out_of_memory_message(cfg: TrainConfig, error: BaseException) -> str:
     """Return what to change after running out of GPU memory during training."""
     n = distributed.world_size()
     where = f" in process {rank_distrib()} of {n}" if n > 1 else ""
-    hint = "" if cfg.loader == "datablock" else " or --loader datablock to keep the images off the GPU"
+    hint = "" if cfg.loader in ("cache", "datablock") else " or --loader cache to keep the images off the GPU"
     return (f"CUDA out of memory{where} with --bs {cfg.bs} ({cfg.arch}): try --bs {max(n, cfg.bs // 2)}{hint}. "
             f"({devices.out_of_memory_line(error)})")
 
@@ -272,7 +277,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     workers = cfg.workers or (max(1, (os.cpu_count() or 1) // distributed.local_world_size()) if n_procs > 1 else 0)
     dls, spec, spec_dict, summary = build_dataloaders(
         cfg.images, cfg.bs // n_procs, device, cfg.loader, cfg.balance, cfg.size,
-        AugmentConfig() if cfg.augment else None, workers=workers, storage=cfg.storage, log=log_early)
+        AugmentConfig() if cfg.augment else None, workers=workers, storage=cfg.storage, memory_gb=cfg.memory_gb,
+        log=log_early)
     learn = build_learner(cfg, dls, summary.class_weights, device, body_weights)
     if n_procs > 1:  # same initial weights everywhere (DDP broadcasts rank 0's); distinct augmentation draws
         torch.manual_seed(cfg.seed + 1000 * rank_distrib())
@@ -332,7 +338,8 @@ def main(
     balance: str = "weights",  # class imbalance: none, weights (weighted loss) or sampler (balanced batches)
     mixup: float = 0.0,  # mixup alpha; 0 = off
     early_stop: int = 0,  # stop after this many epochs without a better validation EER; 0 = off
-    loader: str = "auto",  # auto, memory (decode PNGs once, batches from memory) or datablock (stream from disk)
+    loader: str = "auto",  # auto, memory (decode PNGs once, batches from memory), cache (batches read from a packed file beside the images) or datablock (stream PNGs)
+    memory_gb: float = TrainConfig.memory_gb,  # memory budget of the decoded images (loader auto), GiB; 0 = half the available RAM
     workers: int = 0,  # PNG decoding threads / datablock loader processes; 0 = all cores
     augment: Annotated[bool, "time shift and SpecAugment masks on training batches", ON_OFF] = True,
     precision: str = TrainConfig.precision,  # auto (bf16/fp16 mixed precision on CUDA, fp32 on the CPU), fp32, bf16 or fp16
@@ -341,7 +348,7 @@ def main(
     "Fine-tune (or train from scratch) a spoof detector on spectrogram images; writes runs/<arch>-<time>/."
     cfg = TrainConfig(images=images, arch=arch, epochs=epochs, lr=lr, bs=bs, freeze_epochs=freeze_epochs, size=size,
                       pretrained=pretrained, weights=weights, seed=seed, out=out, balance=balance, mixup=mixup,
-                      early_stop=early_stop, loader=loader, workers=workers, augment=augment,
+                      early_stop=early_stop, loader=loader, memory_gb=memory_gb, workers=workers, augment=augment,
                       precision=precision, storage=storage)
     try:
         train(cfg)
