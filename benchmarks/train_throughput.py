@@ -2,6 +2,7 @@
 
     python -m benchmarks.train_throughput [--arch resnet18] [--height 64 --width 200] [--bs 32]
                                           [--images 192] [--epochs 2] [--steps N] [--datablock] [--threads N]
+                                          [--memory-sizes 2000 8000]
 
 In one process, on the same model (random weights), input size, batch size and device:
   ceiling    a plain PyTorch loop over batches already in device memory (float, normalized,
@@ -12,14 +13,21 @@ In one process, on the same model (random weights), input size, batch size and d
              a generated PNG tree + spec.json on disk → classify.data.build_dataloaders (decode once,
              timed and printed separately) → classify.train.build_learner → fit_one_cycle with the
              best-epoch and history callbacks. One warm-up epoch, then --epochs timed epochs.
+  out-of-core  the same command with a memory budget (`--memory-gb`) of half the decoded images' size, so
+             `--loader auto` takes the out-of-core path: batches read from the packed image cache
+             (classify.imagecache; written once before the timed epochs) with the same augmentation.
+             Its ratio is `out_of_core_ratio` (target >= 90%).
   datablock  (--datablock; always on CUDA) the same with `--loader datablock`: fastai's DataBlock
              streaming PNGs from disk through worker processes.
 How the ratio is taken: the ceiling runs before and after each path, and a path's fastest timed
 training phase is compared with the faster of those two ceiling runs. On the CPU, whose speed
 changes from minute to minute when other jobs share the machine, the project's path is also
 measured paired: after each of its training steps one ceiling step runs, so both see the same
-load, and the ratio is the ceiling's step time over the project's (the headline on the CPU; the
-DataBlock path keeps its loader processes busy in the background, so it is not paired).
+load, and the ratio is the ceiling's step time over the project's (the headline on the CPU, for the
+project and out-of-core paths; the DataBlock path keeps its loader processes busy in the background, so
+it is not paired). Then, for the host memory of the loaders, each in a fresh process at two dataset
+sizes (--memory-sizes): the resident-set growth of building the out-of-core and the memory loaders and
+reading every batch once (the out-of-core path's should not grow with the data).
 Prints images/s, the ratios (target >= 90%), the one-time decode, and the peak host memory
 (resident set of this process: the ceiling's before any data is loaded, the project's up to the
 end of its warm-up epoch) and GPU memory (torch's allocator peak). Writes
@@ -31,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -44,10 +53,11 @@ from fastai.torch_core import find_bs, set_seed
 
 from classify import archs
 from classify.callbacks import EpochHistory, KeepBestEpoch
-from classify.data import build_dataloaders
+from classify.data import build_dataloaders, scan_images
+from classify.imagecache import open_cache
 from classify.devices import autocast, autocast_dtype, default_device
 from classify.train import TrainConfig, build_learner, fit
-from spec2img.config import SpecConfig, save_spec
+from spec2img.config import SpecConfig, load_spec, save_spec
 from spec2img.rows import LABELS
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -244,16 +254,17 @@ class PairedCeiling(Callback):
 # ---------------------------------------------------------------- the project's path
 
 def project_run(images: Path, arch: str, bs: int, epochs: int, device: torch.device, loader: str,
-                paired: bool = False) -> dict:
+                paired: bool = False, memory_gb: float = 0.0) -> dict:
     """Return the project's path (as classify.train runs it, no run folder) timed per epoch; `paired`
-    alternates its training steps with ceiling steps (see PairedCeiling)."""
-    cfg = TrainConfig(images=str(images), arch=arch, epochs=1 + epochs, bs=bs, pretrained=False, loader=loader)
+    alternates its training steps with ceiling steps (see PairedCeiling); `memory_gb` is its memory budget."""
+    cfg = TrainConfig(images=str(images), arch=arch, epochs=1 + epochs, bs=bs, pretrained=False, loader=loader,
+                      memory_gb=memory_gb)
     set_seed(cfg.seed, reproducible=device.type != "cuda")
     messages = []
     with PeakRSS() as memory:
         start = time.perf_counter()
         dls, _, _, summary = build_dataloaders(images, cfg.bs, device, cfg.loader, cfg.balance, cfg.size,
-                                               log=messages.append)
+                                               memory_gb=cfg.memory_gb, log=messages.append)
         decode_s = time.perf_counter() - start
         learn = build_learner(cfg, dls, summary.class_weights, device)
         timer = PhaseTimer(device)
@@ -289,13 +300,17 @@ def run_arch(arch: str, images: Path, args, device: torch.device) -> dict:
     shape = (args.height, args.width)
     steps = args.steps or max(5, args.images // args.bs)
     print(f"\n== {arch}: {args.height}x{args.width} input (3 channels), batch {args.bs}, {device}", flush=True)
-    paths = [("project", "auto")] + ([("datablock", "datablock")] if args.datablock or device.type == "cuda" else [])
+    # out of core: the same command with a memory budget below the decoded images' size (loader auto -> cache)
+    budget = data_bytes(images) / 2 / 2 ** 30
+    paths = [("project", "auto", 0.0), ("out-of-core", "auto", budget)] + (
+        [("datablock", "datablock", 0.0)] if args.datablock or device.type == "cuda" else [])
     ceilings = [measure_ceiling(arch, shape, args.bs, steps, device)]
     print(f"{'ceiling (plain loop)':24s} {ceilings[0]['images_per_s']:8.1f} img/s", flush=True)
     result = {}
-    for name, loader in paths:
-        paired = name == "project" and device.type == "cpu"
-        run = project_run(images, arch, args.bs, args.epochs, device, loader, paired)
+    for name, loader, memory_gb in paths:
+        paired = name in ("project", "out-of-core") and device.type == "cpu"
+        run = project_run(images, arch, args.bs, args.epochs, device, loader, paired, memory_gb)
+        run["memory_budget_gb"] = memory_gb or None
         print(f"{name + ' path':24s} {run['images_per_s']:8.1f} img/s"
               + (f" (paired: {run['paired']['project_images_per_s']:.1f} img/s against the ceiling's "
                  f"{run['paired']['ceiling_images_per_s']:.1f})" if paired else ""), flush=True)
@@ -309,7 +324,56 @@ def run_arch(arch: str, images: Path, args, device: torch.device) -> dict:
     result["ceiling"] = {**max(ceilings, key=lambda c: c["images_per_s"]), **memory}
     result["ceiling_runs"] = [c["images_per_s"] for c in ceilings]
     result["ratio"] = result["project"]["ratio"]
+    result["out_of_core_ratio"] = result["out-of-core"]["ratio"]
     return result
+
+
+def data_bytes(images: Path) -> int:
+    """Return the bytes of the decoded train and val images of an images folder (what the memory path holds)."""
+    spec = load_spec(images)
+    n = sum(1 for split in ("train", "val") for _ in (images / split).rglob("*.png"))
+    return n * spec.image_shape[0] * spec.image_shape[1]
+
+
+# ---------------------------------------------------------------- host memory of the out-of-core loader
+
+def loader_memory_child(images: str, loader: str, memory_gb: float, bs: int, queue) -> None:
+    """(In a fresh process.) Put the peak resident-set growth, in MB, of building `loader`'s DataLoaders and
+    reading one training epoch and the validation set from them (no model), over the process after imports."""
+    import gc
+    import cv2  # noqa: F401 (imported before the baseline, as everything build_dataloaders imports)
+    import classify.archs  # noqa: F401
+    import classify.imagecache  # noqa: F401
+    gc.collect()
+    before = psutil.Process().memory_info().rss
+    with PeakRSS() as memory:
+        dls, *_, summary = build_dataloaders(images, bs, "cpu", loader, memory_gb=memory_gb, log=lambda m: None)
+        for dl in (dls.train, dls.valid):
+            for _ in dl:
+                pass
+    queue.put({"loader": summary.loader, "growth_mb": round(memory.peak_mb - before / 2 ** 20, 1)})
+
+
+def loader_memory(root: Path, sizes: tuple[int, int], height: int, width: int, bs: int) -> dict:
+    """Return the host-memory growth of the out-of-core path (budget below the data) and of the memory path,
+    each in a fresh process, at two dataset sizes: the out-of-core path should stay flat."""
+    import multiprocessing as mp
+    context = mp.get_context("spawn")
+    out = {}
+    for n in sizes:
+        images = write_image_tree(root / f"images-{n}", n, n // 4, height, width, seed=n)
+        decoded = data_bytes(images)
+        spec, _, found = scan_images(images, log=lambda m: None)
+        open_cache(images, found, spec.image_shape, log=lambda m: None)     # written once, before it is measured
+        for name, loader, budget in (("out-of-core", "auto", decoded / 2 / 2 ** 30), ("memory", "memory", 0.0)):
+            queue = context.Queue()
+            child = context.Process(target=loader_memory_child, args=(str(images), loader, budget, bs, queue))
+            child.start()
+            result = queue.get(timeout=600)
+            child.join()
+            out.setdefault(name, []).append({"train_images": n, "decoded_mb": round(decoded / 2 ** 20, 1), **result})
+        shutil.rmtree(images)
+    return out
 
 
 def print_report(arch: str, r: dict):
@@ -322,8 +386,8 @@ def print_report(arch: str, r: dict):
     print(f"{'ceiling (plain PyTorch loop)':32s} {c['images_per_s']:9.1f} {c['peak_host_rss_mb']:13d} {gpu(c):>12s}"
           f"   ({c['precision']}, {c['memory_format']}, {c['optimizer']}; runs "
           + ", ".join(f"{x:.1f}" for x in r["ceiling_runs"]) + ")")
-    rows = [("project (make train)", r["project"])] + ([("datablock (--loader datablock)", r["datablock"])]
-                                                     if "datablock" in r else [])
+    rows = [("project (make train)", r["project"]), ("out of core (budget < data)", r["out-of-core"])] + (
+        [("datablock (--loader datablock)", r["datablock"])] if "datablock" in r else [])
     for name, x in rows:
         print(f"{name:32s} {x['images_per_s']:9.1f} {x['peak_host_rss_mb']:13d} {gpu(x):>12s}"
               f"   ({x['loader']} path, images on {x['storage']}; with validation of {x['val_images']} images: "
@@ -331,12 +395,12 @@ def print_report(arch: str, r: dict):
     print(f"one-time setup of the project path (scan + decode PNGs into memory): "
           f"{r['project']['one_time_setup_s']:.2f} s")
     for name, x in rows:
-        short = name.split()[0]
+        short = {"project": "project", "out": "out-of-core", "datablock": "datablock"}[name.split()[0]]
+        target = f"  (target >= 90%: {'met' if x['ratio'] >= 0.9 else 'NOT met'})" if short != "datablock" else ""
         if "paired" in x:
-            print(f"ratio {short} / ceiling, paired steps: {x['ratio']:6.1%}  (target >= 90%: "
-                  f"{'met' if x['ratio'] >= 0.9 else 'NOT met'}); one after the other: {x['sequential_ratio']:.1%}")
+            print(f"ratio {short} / ceiling, paired steps: {x['ratio']:6.1%}{target}; one after the other: "
+                  f"{x['sequential_ratio']:.1%}")
         else:
-            target = f"  (target >= 90%: {'met' if x['ratio'] >= 0.9 else 'NOT met'})" if short == "project" else ""
             print(f"ratio {short} / ceiling: {x['ratio']:6.1%}{target}")
 
 
@@ -353,6 +417,8 @@ def main():
     parser.add_argument("--steps", type=int, default=0, help="timed ceiling steps (default: one epoch's batches)")
     parser.add_argument("--datablock", action="store_true", help="also time --loader datablock (always on CUDA)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--memory-sizes", type=int, nargs="*", default=[2000, 8000],
+                        help="training-image counts of the loader memory check (default 2000 8000; none to skip)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for both paths (default: torch's "
                         "own; 1 steadies the numbers on a machine other jobs share)")
     args = parser.parse_args()
@@ -382,6 +448,16 @@ def main():
             report["archs"][arch] = run_arch(arch, images, args, device)
     for arch, r in report["archs"].items():
         print_report(arch, r)
+    report["out_of_core_ratio"] = next(iter(report["archs"].values()))["out_of_core_ratio"]
+    if args.memory_sizes:
+        with tempfile.TemporaryDirectory(prefix="bench_train_memory_") as tmp:
+            report["loader_memory"] = loader_memory(Path(tmp), tuple(args.memory_sizes), args.height, args.width,
+                                                    args.bs)
+        print("\nhost memory of the loaders (resident-set growth while building them and reading every batch "
+              "once, fresh process each):")
+        for name, runs in report["loader_memory"].items():
+            print(f"  {name:12s} " + ";  ".join(f"{x['train_images']} images ({x['decoded_mb']} MB decoded): "
+                                                 f"+{x['growth_mb']} MB ({x['loader']} path)" for x in runs))
     print(f"(peak host MB = resident set of this one process while the part ran; {baseline_mb} MB after imports)")
     report["load_average_1min"] = round(os.getloadavg()[0], 2)
     OUT.mkdir(exist_ok=True)

@@ -547,7 +547,8 @@ def build_dataloaders(images, bs: int = 64, device=None, loader: str = "auto", b
             paths = {s: p.paths for s, p in zip(TRAIN_SPLITS, (train, valid))}
         else:
             dls = cache_dataloaders(cache, bs, device, tfms, balance)
-            labels, paths = cache.labels, cache.paths
+            labels = {s: cache.labels[s].tolist() for s in TRAIN_SPLITS}
+            paths = cache.paths
         for split in TRAIN_SPLITS:                       # images that failed to decode are left out
             check_split(ImageIndex(split, paths[split], labels[split]), images)
         # fastai's export/predict need item transforms (PNG → tensor), which the tensor loaders do without

@@ -46,7 +46,7 @@ class CacheFile:
     path: Path                          # images/cache/<key>.u8
     shape: tuple[int, int]              # (H, W) of every image
     rows: dict[str, np.ndarray]         # split -> int64 row numbers in the file
-    labels: dict[str, list[int]]        # split -> label index per row
+    labels: dict[str, np.ndarray]       # split -> label index per row
     paths: dict[str, list[Path]]        # split -> PNG path per row
 
 
@@ -78,6 +78,10 @@ def open_cache(images: Path, found: dict, shape: tuple[int, int], workers: int =
         raise CacheUnavailable(f"cannot write the image cache in {folder} ({error.strerror or error})") from None
     if cache is None:
         raise CacheUnavailable(f"the image cache in {folder} could not be read back after building it")
+    first = 0                                  # the rows of each split follow `found`'s order: share its paths
+    for split in sorted(found):
+        cache.paths[split] = [found[split].paths[r - first] for r in cache.rows[split]]
+        first += len(found[split].paths)
     return cache
 
 
@@ -94,7 +98,7 @@ def _read(folder: Path, key: str, shape: tuple[int, int]) -> CacheFile | None:
         return None
     root = folder.parent
     return CacheFile(raw, tuple(shape), {s: np.asarray(v["rows"], np.int64) for s, v in index["splits"].items()},
-                     {s: list(v["labels"]) for s, v in index["splits"].items()},
+                     {s: np.asarray(v["labels"], np.int64) for s, v in index["splits"].items()},
                      {s: [root / p for p in v["paths"]] for s, v in index["splits"].items()})
 
 
@@ -154,7 +158,6 @@ class CachedImages(torch.utils.data.Dataset):
         self.file, self.rows, self.shape, self.vocab = Path(file), np.asarray(rows, np.int64), tuple(shape), list(vocab)
         self.labels = torch.as_tensor(np.asarray(labels, np.int64))
         self.paths = list(paths)
-        self.ids = [p.stem for p in self.paths]
         self._fd = None
         self._pid = None
 
@@ -162,6 +165,11 @@ class CachedImages(torch.utils.data.Dataset):
     def split_of(cls, cache: CacheFile, split: str, vocab) -> "CachedImages":
         """Return one split of a built cache."""
         return cls(cache.path, cache.rows[split], cache.labels[split], cache.paths[split], cache.shape, vocab)
+
+    @property
+    def ids(self) -> list[str]:
+        """The PNG stems (clip ids)."""
+        return [p.stem for p in self.paths]
 
     def __len__(self):
         return len(self.labels)
