@@ -304,9 +304,10 @@ def manifest_row(row: ClipRow, status: str, k: int = 0, info=None, levels=("", "
 _WORKER: dict = {}   # per-process state set by init_worker: cfg, images, seed, thread limiter
 
 
+@lru_cache(maxsize=8)
 def warm_up(cfg: SpecConfig, augment: bool) -> None:
-    """Import the libraries a worker needs and build the mel filter bank once (forked workers inherit
-    them instead of each paying seconds of imports on its first clip)."""
+    """Import the libraries a worker needs and build the mel filter bank, once per process and settings
+    (forked workers inherit them, and this cache, instead of paying seconds of imports on their first clip)."""
     import cv2  # noqa: F401
     from PIL import Image  # noqa: F401
     clip_to_image(np.random.default_rng(0).standard_normal(cfg.n_samples).astype(np.float32), cfg)

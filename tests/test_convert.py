@@ -180,7 +180,7 @@ def test_shards_together_equal_one_run(tmp_path):
 def test_pool_of_workers_gives_the_same_images(tmp_path, monkeypatch, start):
     rows = make_rows(tmp_path, n=8)
     run(rows, tmp_path / "one")
-    monkeypatch.setattr(convert, "_pool_context", lambda: multiprocessing.get_context(start))
+    monkeypatch.setattr(convert, "_pool_context", lambda *torch_free: multiprocessing.get_context(start))
     run(rows, tmp_path / "two", opts=ConvertOptions(workers=2, progress=False))
     assert pngs(tmp_path / "one") == pngs(tmp_path / "two")
 
