@@ -1,7 +1,7 @@
 """Score new audio files with a trained run: spoof probability, ASVspoof score and label per file.
 
-    python -m classify.predict --run runs/latest AUDIO_OR_FOLDER... [--out scores.csv] [--format csv|json]
-                               [--bs 64] [--hop 0.5] [--device cpu|cuda] [--trust-pickle] [--no-progress]
+    classify-predict --run runs/latest AUDIO_OR_FOLDER... [--out scores.csv] [--format csv|json]
+                     [--bs 64] [--hop 0.5] [--device cpu|cuda] [--trust-pickle] [--no-progress]
 
 Every file goes through the run's own front end: the spectrogram settings saved in the run's
 `model.json` ("spec") and `spec2img.features.clip_to_image`, the function that made the training
@@ -39,21 +39,21 @@ you made yourself or got from someone you trust.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Literal
 
 import numpy as np
 
 from classify.model_io import bonafide_score, spoof_probability
 from spec2img.fileio import write_atomic
 from spec2img.audio import AUDIO_EXTENSIONS, AudioError, load_audio, probe_audio
+from spec2img.cli import build_parser as build_cli, parse_settings
 from spec2img.config import SpecConfig
 from spec2img.features import SilentClipError, clip_to_image
 from spec2img.progress import progress as progress_bar
@@ -403,43 +403,52 @@ def exit_code(rows: list[PredictionRow]) -> int:
 
 # ---------------------------------------------------------------- command line
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+@dataclass(frozen=True)
+class PredictSettings:
+    inputs: list[Path] = field(metadata={"metavar": "AUDIO_OR_FOLDER"})  # audio files and/or folders (walked
+                                                                         # recursively for audio files)
+    run: Path = Path("runs/latest")  # training run folder with model.safetensors + model.json
+    out: Path | None = None          # write the results here (atomically) and print a table; without it the
+                                     # results go to stdout
+    format: Literal["csv", "json"] | None = None  # format of --out (default: from its extension, else csv);
+                                                  # without --out, print this format to stdout instead of the table
+    bs: int = 64                     # window images per model batch
+    hop: float = 0.5                 # hop between windows of a long clip, as a fraction of the window (0 < hop <= 1)
+    device: str | None = None        # torch device (default: cuda when available, else cpu)
+    trust_pickle: bool = False       # allow loading a run that only has fastai's export.pkl (pickle runs code:
+                                     # only for runs you trust)
+    progress: bool = True            # progress bar on stderr
+
+    def validate(self) -> "PredictSettings":
+        """Return self, or raise ValueError naming the option that cannot work."""
+        if not 0 < self.hop <= 1:
+            raise ValueError(f"--hop {self.hop}: must be in (0, 1], a fraction of the window")
+        if self.bs < 1:
+            raise ValueError(f"--bs {self.bs}: must be at least 1")
+        if self.out is not None and self.out.is_dir():
+            raise ValueError(f"--out {self.out} is a folder: give a file name such as {self.out / 'scores.csv'}")
+        return self
+
+
+def build_parser():
+    """Return the command line: one option per PredictSettings field (spec2img.cli)."""
     doc = __doc__ or ""
-    parser = argparse.ArgumentParser(
-        prog="python -m classify.predict", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=doc.split("\n\n")[0],
-        epilog="Output columns" + doc.split("Output columns", 1)[1].split("Security:")[0]
-        + "Security:" + doc.split("Security:")[1])
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="AUDIO_OR_FOLDER",
-                        help="audio files and/or folders (walked recursively for " + " ".join(AUDIO_EXTENSIONS) + ")")
-    parser.add_argument("--run", type=Path, default=Path("runs/latest"),
-                        help="training run folder with model.safetensors + model.json (default: runs/latest)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="write the results here (atomically) and print a table; without it the "
-                             "results go to stdout")
-    parser.add_argument("--format", choices=("csv", "json"), default=None,
-                        help="format of --out (default: from its extension, else csv); without --out, "
-                             "print this format to stdout instead of the table")
-    parser.add_argument("--bs", type=int, default=64, help="window images per model batch (default 64)")
-    parser.add_argument("--hop", type=float, default=0.5,
-                        help="hop between windows of a long clip, as a fraction of the window (0 < hop <= 1; "
-                             "default 0.5)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    parser.add_argument("--trust-pickle", action="store_true",
-                        help="allow loading a run that only has fastai's export.pkl (pickle runs code: "
-                             "only for runs you trust)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    args = parser.parse_args(argv)
-    if not 0 < args.hop <= 1:
-        parser.error(f"--hop {args.hop}: must be in (0, 1], a fraction of the window")
-    if args.bs < 1:
-        parser.error(f"--bs {args.bs}: must be at least 1")
-    if args.out is not None and args.out.is_dir():
-        parser.error(f"--out {args.out} is a folder: give a file name such as {args.out / 'scores.csv'}")
-    return args
+    return build_cli("classify-predict", doc.split("\n\n")[0], [PredictSettings],
+                     epilog="Output columns" + doc.split("Output columns", 1)[1].split("Security:")[0]
+                     + "Security:" + doc.split("Security:")[1])
 
 
-def _emit(rows: list[PredictionRow], predictor: Predictor, args: argparse.Namespace) -> None:
+def parse_args(argv: list[str] | None = None) -> PredictSettings:
+    """Return the validated settings of the command line (exit status 2 with a message when they cannot work)."""
+    parser = build_parser()
+    settings, = parse_settings(parser, argv, PredictSettings)
+    try:
+        return settings.validate()
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def _emit(rows: list[PredictionRow], predictor: Predictor, args: PredictSettings) -> None:
     fmt = args.format or ("json" if args.out is not None and args.out.suffix.lower() == ".json" else "csv")
     text = rows_to_json(rows, predictor, args.run) if fmt == "json" else rows_to_csv(rows)
     if args.out is not None:
@@ -467,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     log(f"run {args.run} ({predictor.arch}); threshold spoof_prob >= {predictor.threshold:.4g} from "
         f"{predictor.threshold_source}; {len(files)} file(s)")
-    rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=not args.no_progress)
+    rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=args.progress)
     _emit(rows, predictor, args)
     code = exit_code(rows)
     if code != EXIT_OK:

@@ -9,12 +9,11 @@ Several GPUs or machines: `accelerate launch --multi_gpu --num_processes N -m cl
 """
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Literal
 
 import numpy as np
 import torch
@@ -28,7 +27,6 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import OptimWrapper
 from fastai.torch_core import rank_distrib, set_seed
-from fastcore.script import call_parse
 
 from classify import archs, distributed, runfolder
 from classify.callbacks import (DeviceLosses, EpochHistory, KeepBestEpoch, SparseProgress, ValidAccuracy, ValidEER,
@@ -36,13 +34,14 @@ from classify.callbacks import (DeviceLosses, EpochHistory, KeepBestEpoch, Spars
 from classify.data import AugmentConfig, build_dataloaders
 from classify.devices import default_device
 from classify.model_io import save_model
+from spec2img.cli import build_parser as build_cli, parse_settings
 from spec2img.rows import LABELS
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     images: str = "images"        # folder written by spec2img (spec.json, train/, val/)
-    arch: str = "resnet101"       # one of classify.archs.ARCHS
+    arch: str = "resnet101"       # classify.archs.ARCHS: resnet18/34/50/101, efficientnet_b0/b4, simple_cnn, lcnn
     epochs: int = 5               # epochs of whole-network training (after the frozen ones when pretrained)
     lr: float = 0.0               # peak learning rate; 0 = 2e-3 for fine-tuning, 3e-3 from scratch
     bs: int = 64                  # batch size of one step; a multi-process launch splits it evenly across processes
@@ -51,10 +50,12 @@ class TrainConfig:
     pretrained: bool = True       # start from ImageNet weights (needs them downloaded or cached)
     seed: int = 0                 # seeds Python, numpy and torch; same seed + data + device = same result
     out: str = "runs"             # parent folder of the run folders
-    balance: str = "weights"      # none | weights (class-weighted loss) | sampler (balanced batches)
+    balance: Literal["none", "weights", "sampler"] = "weights"  # class imbalance: none, weights (class-weighted
+                                                                # loss) or sampler (balanced batches)
     mixup: float = 0.0            # mixup Beta(alpha, alpha) parameter; 0 = off
     early_stop: int = 0           # stop after this many epochs without a better validation EER; 0 = off
-    loader: str = "auto"          # auto | memory (decode once, batches from RAM/GPU) | datablock (stream PNGs)
+    loader: Literal["auto", "memory", "datablock"] = "auto"  # auto, memory (decode the PNGs once, batches from
+                                                             # RAM or GPU) or datablock (stream them from disk)
     workers: int = 0              # PNG decoding threads (memory) or loader processes (datablock); 0 = all cores
     augment: bool = True          # time shift + SpecAugment masks on training batches
 
@@ -251,35 +252,22 @@ def _silent(_msg):
     pass
 
 
-ON_OFF = {"action": argparse.BooleanOptionalAction}  # gives --name and --no-name
+def build_parser():
+    """Return the command line: one option per TrainConfig field (spec2img.cli)."""
+    return build_cli("classify-train", __doc__.split("\n\n", 1)[0].split(": ", 1)[0],
+                     [TrainConfig], epilog=__doc__.split("\n\n", 1)[1])
 
 
-@call_parse
-def main(
-    images: str = "images",  # folder written by spec2img (spec.json, train/, val/)
-    arch: str = "resnet101",  # architecture: resnet18/34/50/101, efficientnet_b0/b4, simple_cnn, lcnn
-    epochs: int = 5,  # epochs of whole-network training (after the frozen ones when pretrained)
-    lr: float = 0.0,  # peak learning rate; 0 = 2e-3 when fine-tuning, 3e-3 from scratch
-    bs: int = 64,  # batch size (of all processes together in a multi-GPU launch)
-    freeze_epochs: int = 1,  # pretrained only: epochs with the ImageNet body frozen
-    size: int = 0,  # model input height, the width keeps the aspect; 0 = the images' own size
-    pretrained: Annotated[bool, "start from ImageNet weights (--no-pretrained: random weights)", ON_OFF] = True,
-    seed: int = 0,  # random seed
-    out: str = "runs",  # parent folder of the run folders
-    balance: str = "weights",  # class imbalance: none, weights (weighted loss) or sampler (balanced batches)
-    mixup: float = 0.0,  # mixup alpha; 0 = off
-    early_stop: int = 0,  # stop after this many epochs without a better validation EER; 0 = off
-    loader: str = "auto",  # auto, memory (decode PNGs once, batches from memory) or datablock (stream from disk)
-    workers: int = 0,  # PNG decoding threads / datablock loader processes; 0 = all cores
-    augment: Annotated[bool, "time shift and SpecAugment masks on training batches", ON_OFF] = True,
-):
-    "Fine-tune (or train from scratch) a spoof detector on spectrogram images; writes runs/<arch>-<time>/."
-    cfg = TrainConfig(images=images, arch=arch, epochs=epochs, lr=lr, bs=bs, freeze_epochs=freeze_epochs, size=size,
-                      pretrained=pretrained, seed=seed, out=out, balance=balance, mixup=mixup,
-                      early_stop=early_stop, loader=loader, workers=workers, augment=augment)
+def main(argv: list[str] | None = None) -> None:
+    """Fine-tune (or train from scratch) a spoof detector on spectrogram images; writes runs/<arch>-<time>/."""
+    cfg, = parse_settings(build_parser(), argv, TrainConfig)
     try:
         train(cfg)
     except (archs.UnknownArchError, archs.PretrainedWeightsUnavailable, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     finally:
         distributed.teardown()
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,6 @@ settings is a no-op and an interrupted run is completed.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -22,7 +21,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import soundfile as sf
 from scipy import signal
 from scipy.fft import next_fast_len
 
+from .cli import build_parser as build_cli, parse_settings
 from .fileio import atomic_path, remove_stale_parts, write_atomic
 from .progress import progress
 
@@ -59,15 +59,16 @@ class DemoError(Exception):
 
 @dataclass(frozen=True)
 class DemoConfig:
-    clips_per_class: int = 200       # bonafide utterances; as many spoof clips, spread evenly over SYSTEMS
+    clips_per_class: int = 200       # bonafide utterances; as many spoof clips, spread evenly over the systems
     speakers: int = 20               # synthetic talkers (alternately higher- and lower-pitched)
     seed: int = 0                    # every random draw derives from it: same seed, same bytes
     sample_rate: int = 16_000        # Hz, of every clip (written as 16-bit PCM WAV)
     min_seconds: float = 2.0         # shortest utterance
     max_seconds: float = 4.0         # longest utterance; a spoof has its source's exact length
-    loudness_dbfs: float = -26.0     # RMS level every clip is normalized to ...
-    loudness_spread_db: float = 2.0  # ... plus a uniform random offset within ± this
-    version: int = GENERATOR_VERSION  # synthesis version, part of the settings a folder is checked against
+    loudness_dbfs: float = -26.0     # dBFS, RMS level every clip is normalized to (plus a random offset)
+    loudness_spread_db: float = 2.0  # dB, the random loudness offset is uniform within ± this
+    version: int = field(default=GENERATOR_VERSION, metadata={"cli": False})  # synthesis version, part of the
+                                                                              # settings a folder is checked against
 
     def validate(self) -> "DemoConfig":
         """Return self, or raise DemoError naming the setting that cannot work."""
@@ -79,7 +80,9 @@ class DemoConfig:
         if self.seed < 0:
             raise DemoError(f"--seed {self.seed} must be 0 or positive")
         if not 0.5 <= self.min_seconds <= self.max_seconds:
-            raise DemoError("need 0.5 <= min_seconds <= max_seconds")
+            raise DemoError("need 0.5 <= --min-seconds <= --max-seconds")
+        if self.sample_rate < 8000:
+            raise DemoError(f"--sample-rate {self.sample_rate} is below 8000 Hz: the synthetic fricatives need more")
         return self
 
 
@@ -803,29 +806,26 @@ def generate_corpus(folder: Path, cfg: DemoConfig = DemoConfig(), workers: int =
     return summary
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m spec2img.demo",
-                                description="Write the seeded SYNTHETIC demo corpus (speech-like bonafide "
-                                            "clips and vocoder-style spoofs) with manifest.csv.")
-    d = DemoConfig()
-    p.add_argument("folder", type=Path, help="where to write the synthetic corpus (e.g. data/demo)")
-    p.add_argument("--clips-per-class", type=int, default=d.clips_per_class,
-                   help="bonafide utterances, and as many spoof clips spread over the systems")
-    p.add_argument("--speakers", type=int, default=d.speakers, help="number of synthetic speakers")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of every random draw (same seed, same bytes)")
-    p.add_argument("--workers", type=int, default=0, help="processes; 0 = all cores, 1 = in this process")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a synthetic corpus made with other settings in the folder")
-    return p.parse_args(argv)
+@dataclass(frozen=True)
+class DemoRun:
+    folder: Path                 # where to write the synthetic corpus (e.g. data/demo)
+    workers: int = 0             # processes; 0 = all cores, 1 = in this process (the bytes do not depend on it)
+    overwrite: bool = False      # replace a synthetic corpus made with other settings in the folder
+
+
+def build_parser():
+    """Return the command line: DemoRun's options and DemoConfig's settings (saved in demo.json)."""
+    return build_cli("spec2img-demo", "Write the seeded SYNTHETIC demo corpus (speech-like bonafide clips and "
+                     "vocoder-style spoofs) with manifest.csv.", [DemoRun, ("corpus settings (saved in demo.json)",
+                                                                            DemoConfig)])
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: generate the synthetic corpus; return the exit status."""
-    args = _parse_args(argv)
-    cfg = DemoConfig(clips_per_class=args.clips_per_class, speakers=min(args.speakers, args.clips_per_class),
-                     seed=args.seed)
+    run, cfg = parse_settings(build_parser(), argv, DemoRun, DemoConfig)
+    cfg = replace(cfg, speakers=min(cfg.speakers, cfg.clips_per_class))
     try:
-        generate_corpus(args.folder, cfg, workers=args.workers, overwrite=args.overwrite)
+        generate_corpus(run.folder, cfg, workers=run.workers, overwrite=run.overwrite)
     except DemoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

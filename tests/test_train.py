@@ -207,7 +207,7 @@ def test_impossible_settings_stop_before_reading_data(tmp_path, setting, message
 
 def test_unknown_architecture_lists_the_known_ones(tmp_path):
     with pytest.raises(SystemExit) as err:
-        train.main(images=str(tmp_path), arch="resnet1001", out=str(tmp_path / "runs"))
+        train.main(["--images", str(tmp_path), "--arch", "resnet1001", "--out", str(tmp_path / "runs")])
     assert "resnet1001" in str(err.value) and "efficientnet_b4" in str(err.value) and "simple_cnn" in str(err.value)
 
 
