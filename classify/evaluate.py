@@ -588,8 +588,10 @@ def format_aggregate(doc: dict) -> str:
 
 def parse_args(argv=None) -> tuple[list[Path], EvalSettings]:
     """Return (run folders, settings) from the command line."""
-    p = argparse.ArgumentParser(prog="python -m classify.evaluate", description=__doc__.split("\n")[0],
+    from spec2img.cli import package_version
+    p = argparse.ArgumentParser(prog="classify-evaluate", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     p.add_argument("runs", nargs="+", type=Path, help="run folder(s), e.g. runs/latest; several = seeds to aggregate")
     p.add_argument("--split", default="test", help="split of the images folder to evaluate (default test)")
     p.add_argument("--rule", default="eer", choices=RULES, help="how the threshold is chosen on val (default eer)")
