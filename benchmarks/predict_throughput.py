@@ -27,7 +27,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from benchmarks.convert_throughput import make_corpus
-from classify import model_io, predict
+from classify import model_io, predict, runfolder
 from classify.archs import build_model
 from classify.train import TrainConfig, model_description
 from spec2img.config import SpecConfig
@@ -43,6 +43,7 @@ def make_run(folder: Path, arch: str, spec: SpecConfig) -> Path:
     description = model_description(TrainConfig(arch=arch, pretrained=False), spec.to_dict(), spec.image_shape)
     run = folder / f"{arch}-bench"
     model_io.save_model(run, build_model(description["builder"], pretrained=False).eval(), description)
+    runfolder.mark_complete(run)
     return run
 
 

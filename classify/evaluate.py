@@ -26,6 +26,7 @@ from spec2img.rows import LABELS
 
 from . import metrics as M
 from . import plots as P
+from . import runfolder
 from .report import TopLossClip, render_report, write_report
 from spec2img.fileio import write_atomic
 from .thresholds import (RULES, choose_threshold_with_value, prob_to_score_threshold, read_thresholds,
@@ -112,19 +113,6 @@ def read_json(path: Path) -> dict:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise EvaluationError(f"cannot read {path}: {e}") from e
-
-
-def check_run(run_dir: Path) -> dict:
-    """Return the run's config.json (or {}); EvaluationError when the folder lacks the trained model."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise EvaluationError(f"run folder {run_dir} does not exist (train one with `make train` or "
-                              f"`python -m classify.train --images images --out runs`)")
-    for name in ("model.json", "model.safetensors"):
-        if not (run_dir / name).is_file():
-            raise EvaluationError(f"{run_dir} has no {name}: it holds no trained weights (the training did not "
-                                  f"finish, or this is not a run folder); train again with `make train`")
-    return read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
 
 
 def images_folder(config: dict, override: Path | None) -> Path:
@@ -336,12 +324,12 @@ def write_scores(run_dir: Path, s: SplitScores, threshold: float, also_default: 
     for i, (p, sc) in enumerate(zip(s.spoof_prob, s.score)):
         w.writerow([s.clip_id[i], s.audio[i], LABELS[s.label[i]], s.system[i], s.condition[i],
                     f"{p:.8g}", f"{sc:.8g}", LABELS[pred[i]]])
-    paths = [write_atomic(run_dir / f"scores-{s.split}.csv", buf.getvalue())]
+    paths = [write_atomic(run_dir / runfolder.scores_csv(s.split), buf.getvalue())]
     if also_default:
-        paths.append(write_atomic(run_dir / "scores.csv", buf.getvalue()))
+        paths.append(write_atomic(run_dir / runfolder.SCORES, buf.getvalue()))
     txt = "".join(f"{s.clip_id[i]} {s.system[i] or '-'} {LABELS[s.label[i]]} {sc:.8g}\n"
                   for i, sc in enumerate(s.score))
-    paths.append(write_atomic(run_dir / f"scores-{s.split}.txt", txt))
+    paths.append(write_atomic(run_dir / runfolder.scores_txt(s.split), txt))
     return paths
 
 
@@ -428,14 +416,15 @@ def load_run(run_dir: Path, cfg: EvalSettings) -> LoadedRun:
     from .devices import default_device
     from .model_io import load_model
     run_dir = Path(run_dir)
-    config = check_run(run_dir)
+    runfolder.check_run(run_dir)
+    config = runfolder.read_config(run_dir)
     images = images_folder(config, cfg.images)
     if cfg.asv_scores and not Path(cfg.asv_scores).is_file():
         raise EvaluationError(f"--asv-scores {cfg.asv_scores}: no such file")
     device = default_device(cfg.device)
     try:
         model, description = load_model(run_dir, device=device)
-    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
+    except (ValueError, RuntimeError, KeyError) as e:
         raise EvaluationError(f"cannot load the model of {run_dir}: {e}") from e
     images_spec = check_spec(description, images, run_dir)
     recorded = Path(config["images"]) if config.get("images") else None
@@ -509,7 +498,7 @@ def evaluate_run(run_dir: Path, cfg: EvalSettings = EvalSettings(), log=print) -
     plots = make_plots(run.run_dir, test, tuned, result, clips, notes)
     result["plots"] = {k: str(Path(v).name) for k, v in plots.items()}
     result["notes"] = notes
-    write_atomic(run.run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
+    write_atomic(run.run_dir / runfolder.METRICS, json.dumps(result, indent=2) + "\n")
     page = render_report(
         f"Evaluation of {run.run_dir.name} on {cfg.split}", report_summary(result), result["metrics"],
         result["at_tuned_threshold"], result["at_0.5"], result["per_attack"], result["per_condition"],
@@ -621,7 +610,7 @@ def main(argv=None) -> int:
             print("\n" + format_table(result))
             print(f"report: {Path(result['report']).resolve()}")
             results.append(result)
-    except EvaluationError as e:
+    except (EvaluationError, runfolder.RunFolderError) as e:
         print(f"classify.evaluate: error: {e}", file=sys.stderr)
         return 2
     if len(results) > 1:

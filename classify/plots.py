@@ -150,13 +150,14 @@ def plot_score_histograms(scores, labels, score_threshold: float, path: Path, ti
 
 def plot_training_curves(run_dir: Path, path: Path) -> Path | None:
     """Return the run's own curves.png, else `path` redrawn from history.csv; None when it has neither."""
+    from .runfolder import CURVES, HISTORY
     run_dir = Path(run_dir)
-    if (run_dir / "curves.png").is_file():
-        return run_dir / "curves.png"
-    if not (run_dir / "history.csv").is_file():
+    if (run_dir / CURVES).is_file():
+        return run_dir / CURVES
+    if not (run_dir / HISTORY).is_file():
         return None
     import pandas as pd
-    h = pd.read_csv(run_dir / "history.csv")
+    h = pd.read_csv(run_dir / HISTORY)
     h = h.apply(pd.to_numeric, errors="coerce")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     for col in ("train_loss", "valid_loss"):

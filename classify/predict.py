@@ -28,8 +28,8 @@ Output columns (one row per file, in input order; folders are walked recursively
 Exit status:
   0  every file was scored
   1  some files failed (their rows say why); the others were scored
-  2  usage error, unusable run folder (missing model.json / model.safetensors, pickle-only run
-     without --trust-pickle), or no audio file found
+  2  usage error, unusable run folder (incomplete: training killed or failed; missing model.json /
+     model.safetensors; pickle-only run without --trust-pickle), or no audio file found
   3  every file failed
 
 Security: the model is rebuilt from `model.safetensors` + `model.json` (plain tensors and JSON: loading
@@ -50,7 +50,10 @@ from typing import Callable, Iterable, Iterator, Literal
 
 import numpy as np
 
+from classify import model_io, runfolder
 from classify.model_io import bonafide_score, spoof_probability
+from classify.runfolder import RunFolderError
+from classify.thresholds import read_thresholds
 from spec2img.fileio import write_atomic
 from spec2img.audio import AUDIO_EXTENSIONS, AudioError, load_audio, probe_audio
 from spec2img.cli import build_parser as build_cli, parse_settings
@@ -62,14 +65,6 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ALL_FAILED = 0, 1, 2, 3
 WHOLE_FILE_SECONDS = 600.0   # files up to this long are decoded in one piece
 CHUNK_SECONDS = 300.0        # longer files are decoded this many seconds (plus one window) at a time
 DEFAULT_THRESHOLD = 0.5      # spoof_prob threshold when the run has no thresholds.json
-PICKLE_WARNING = (
-    "export.pkl is a Python pickle: loading it executes whatever code the file contains, so a tampered "
-    "or downloaded run can run any command as you. Only use --trust-pickle for runs you made yourself "
-    "or got from someone you trust.")
-
-
-class RunFolderError(Exception):
-    """The run folder cannot be used for prediction; str() says which file is missing and what to do."""
 
 
 @dataclass
@@ -248,63 +243,52 @@ def _queued(batcher: _Batcher, index: int) -> bool:
 # ---------------------------------------------------------------- loading the run
 
 def read_threshold(run_dir: Path) -> tuple[float | None, str]:
-    """Return (spoof_prob threshold, where it came from) from run_dir/thresholds.json, or (None, why not)."""
-    path = Path(run_dir) / "thresholds.json"
-    if not path.is_file():
-        return None, f"{path} not found"
+    """Return (spoof_prob threshold, where it came from) from the run's thresholds.json (classify.thresholds),
+    or (None, why not)."""
+    path = Path(run_dir) / runfolder.THRESHOLDS
     try:
-        data = json.loads(path.read_text())
+        data = read_thresholds(run_dir)
+        if data is None:
+            return None, f"{path} not found"
         value = float(data["spoof_prob_threshold"])
-    except (ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError) as error:
         return None, f"{path} has no usable spoof_prob_threshold ({error})"
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         return None, f"{path}: spoof_prob_threshold={value} is not a probability"
-    rule = data.get("rule", "?") if isinstance(data, dict) else "?"
-    return value, f"{path} (rule {rule}, tuned on {data.get('split', '?')})"
+    return value, f"{path} (rule {data.get('rule', '?')}, tuned on {data.get('split', '?')})"
 
 
 def load_predictor(run_dir: Path, device: str | None = None, bs: int = 64, trust_pickle: bool = False,
                    log: Callable[[str], None] = print) -> Predictor:
-    """Return a Predictor for the run: safetensors + model.json, or export.pkl only with trust_pickle.
-
-    Raises RunFolderError naming the missing file and what to do."""
+    """Return a Predictor for a complete run (runfolder.check_run): safetensors + model.json, or export.pkl
+    only with trust_pickle. Raises RunFolderError naming what is missing and what to do."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunFolderError(f"run folder {run_dir} not found (train one with `make train`, or pass "
-                             f"--run runs/<arch>-<time>)")
+    model_file = runfolder.check_run(run_dir, allow_pickle=trust_pickle)
     from classify.devices import default_device
     device = str(default_device(device))
-    weights, description_file, pickle_file = (run_dir / n for n in ("model.safetensors", "model.json", "export.pkl"))
-    if weights.is_file() and description_file.is_file():
-        predictor = _safetensors_predictor(run_dir, device, bs)
-    elif not weights.is_file() and pickle_file.is_file():
-        if not trust_pickle:
-            raise RunFolderError(
-                f"{weights} not found: this run only has {pickle_file.name}, which is refused. {PICKLE_WARNING} "
-                f"Rerun with --trust-pickle to load it anyway, or retrain to get model.safetensors + model.json.")
-        log(f"WARNING (--trust-pickle): {PICKLE_WARNING}")
+    if model_file == runfolder.EXPORT:
+        log(f"WARNING (--trust-pickle): {runfolder.PICKLE_WARNING}")
         predictor = _pickle_predictor(run_dir, device, bs)
     else:
-        missing = [p.name for p in (description_file, weights) if not p.is_file()]
-        raise RunFolderError(f"{run_dir} is missing {' and '.join(missing)}: it is not a complete training run "
-                             f"(classify.train writes model.safetensors and model.json; was training interrupted?)")
+        predictor = _safetensors_predictor(run_dir, device, bs)
     threshold, source = read_threshold(run_dir)
     if threshold is None:
         log(f"notice: no tuned threshold ({source}); labelling spoof when spoof_prob >= {DEFAULT_THRESHOLD}. "
-            f"Run `python -m classify.evaluate {run_dir}` to tune one on the validation split.")
+            f"Run `classify-evaluate {run_dir}` to tune one on the validation split.")
         threshold, source = DEFAULT_THRESHOLD, "the default (no tuned threshold)"
     predictor.threshold, predictor.threshold_source = threshold, source
     return predictor
 
 
 def _safetensors_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
-    from classify import model_io
     try:
         model, description = model_io.load_model(run_dir, device=device)
-    except Exception as error:    # unreadable JSON or weights, unknown builder, unusable device: all stop here
+    except RunFolderError:
+        raise
+    except Exception as error:    # unreadable weights, unknown builder, unusable device: all stop here
         raise RunFolderError(f"cannot load the model in {run_dir} ({type(error).__name__}: "
                              f"{str(error).strip()[:300]})") from None
-    spec = _spec_from(description.get("spec"), run_dir / "model.json")
+    spec = _spec_from(description.get("spec"), run_dir / runfolder.MODEL_JSON)
 
     def logits(images: np.ndarray) -> np.ndarray:
         return model_io.predict_logits(model, images, description, device=device, bs=bs)
@@ -316,17 +300,17 @@ def _pickle_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
     the same preprocessing as every other run (model_io.predict_logits)."""
     from fastai.learner import load_learner
     from torch import nn
-    from classify import model_io
     description = _pickle_description(run_dir)
-    spec = _spec_from(description.get("spec"), run_dir / "model.json")
+    spec = _spec_from(description.get("spec"), run_dir / runfolder.MODEL_JSON)
+    pickle_file = run_dir / runfolder.EXPORT
     try:
-        learn = load_learner(run_dir / "export.pkl", cpu=device == "cpu")
+        learn = load_learner(pickle_file, cpu=device == "cpu")
         model = learn.model
     except Exception as error:
-        raise RunFolderError(f"cannot load {run_dir / 'export.pkl'} as a fastai Learner "
+        raise RunFolderError(f"cannot load {pickle_file} as a fastai Learner "
                              f"({type(error).__name__}: {str(error).strip()[:200]})") from None
     if not isinstance(model, nn.Module):
-        raise RunFolderError(f"{run_dir / 'export.pkl'} holds no fastai Learner with a model")
+        raise RunFolderError(f"{pickle_file} holds no fastai Learner with a model")
     model = model.to(device).eval()
 
     def logits(images: np.ndarray) -> np.ndarray:
@@ -336,15 +320,14 @@ def _pickle_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
 
 def _pickle_description(run_dir: Path) -> dict:
     """Return model.json's dict, or one rebuilt from config.json (spec, input size, ImageNet statistics)."""
-    if (run_dir / "model.json").is_file():
-        return json.loads((run_dir / "model.json").read_text())
-    config_file = run_dir / "config.json"
-    if not config_file.is_file():
-        raise RunFolderError(f"{run_dir} has export.pkl but neither model.json nor config.json, so the "
-                             f"spectrogram settings it was trained with are unknown")
+    if (run_dir / runfolder.MODEL_JSON).is_file():
+        return model_io.read_description(run_dir)
+    config = runfolder.read_config(run_dir)
+    if not config:
+        raise RunFolderError(f"{run_dir} has {runfolder.EXPORT} but neither {runfolder.MODEL_JSON} nor "
+                             f"{runfolder.CONFIG}, so the spectrogram settings it was trained with are unknown")
     from classify.archs import IMAGENET_MEAN, IMAGENET_STD
-    config = json.loads(config_file.read_text())
-    spec = _spec_from(config.get("spec"), config_file)
+    spec = _spec_from(config.get("spec"), run_dir / runfolder.CONFIG)
     height, width = (config.get("data") or {}).get("input_shape") or spec.image_shape
     return {"arch": (config.get("settings") or {}).get("arch", "?"), "spec": config["spec"],
             "input": {"height": int(height), "width": int(width), "channels": 3},

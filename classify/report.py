@@ -13,7 +13,6 @@ from pathlib import Path
 
 from spec2img.fileio import write_atomic
 
-REPORT_FILE = "report.html"
 AUDIO_RATE = 16_000      # Hz of the embedded listening copies (small, and what the models see)
 
 
@@ -173,4 +172,5 @@ def render_report(title: str, summary: list[tuple[str, str]], metrics: dict, tun
 
 def write_report(run_dir: Path, page: str) -> Path:
     """Write run_dir/report.html atomically and return its path."""
-    return write_atomic(Path(run_dir) / REPORT_FILE, page)
+    from .runfolder import REPORT
+    return write_atomic(Path(run_dir) / REPORT, page)

@@ -17,8 +17,8 @@ import numpy as np
 from spec2img.fileio import write_json
 
 from .metrics import BONAFIDE, SPOOF
+from .runfolder import THRESHOLDS
 
-THRESHOLDS_FILE = "thresholds.json"
 RULES = ("eer", "f1", "balanced_accuracy", "far")
 RULE_METRIC = {   # what each rule optimizes, as written into thresholds.json
     "eer": "EER on val at the threshold where false rejection and false acceptance rates are closest",
@@ -97,10 +97,10 @@ def write_thresholds(run_dir: Path, rule: str, spoof_prob_threshold: float, val_
             "target_far": target_far, "val": val_info}
     if note:
         data["note"] = note
-    return write_json(Path(run_dir) / THRESHOLDS_FILE, data)
+    return write_json(Path(run_dir) / THRESHOLDS, data)
 
 
 def read_thresholds(run_dir: Path) -> dict | None:
     """Return the run's thresholds.json as a dict, or None when it has none."""
-    path = Path(run_dir) / THRESHOLDS_FILE
+    path = Path(run_dir) / THRESHOLDS
     return json.loads(path.read_text()) if path.is_file() else None

@@ -220,11 +220,11 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     run_dir = runfolder.create_run_dir(cfg.out, cfg.arch, cfg.seed)
     run_name = distributed.broadcast_from_main(None if run_dir is None else str(run_dir))
     if run_dir:
-        runfolder.write_atomic(run_dir / "train.log", "".join(m + "\n" for m in early))
-    with runfolder.tee_output(run_dir / "train.log" if run_dir else None):
+        runfolder.write_atomic(run_dir / runfolder.TRAIN_LOG, "".join(m + "\n" for m in early))
+    with runfolder.tee_output(run_dir / runfolder.TRAIN_LOG if run_dir else None):
         if run_dir:
             log(f"run folder: {run_dir}")
-            runfolder.write_json(run_dir / "config.json", run_config(cfg, spec_dict, summary, device, run_dir))
+            runfolder.write_json(run_dir / runfolder.CONFIG, run_config(cfg, spec_dict, summary, device, run_dir))
         best = KeepBestEpoch()
         history = EpochHistory(run_dir)
         learn.add_cbs([best, history] + ([LateEarlyStopping("eer", np.less, patience=cfg.early_stop)]
@@ -242,7 +242,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         if run_dir:
             save_model(run_dir, learn.model, model_description(cfg, spec_dict, summary.input_shape))
             runfolder.plot_curves(run_dir, history.rows, best_epoch)
-            export_learner(learn, run_dir / "export.pkl")
+            export_learner(learn, run_dir / runfolder.EXPORT)
+            runfolder.mark_complete(run_dir, best_epoch=best_epoch, epochs=len(history.rows))  # last: the run is usable
             runfolder.point_latest(cfg.out, run_dir)
             log(f"run folder: {run_dir} ({Path(cfg.out) / runfolder.LATEST} points to it)")
     return TrainResult(run_dir, learn, best_epoch, history.rows)

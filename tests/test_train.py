@@ -58,6 +58,9 @@ def test_resnet18_one_epoch_writes_the_whole_run_folder(tmp_path):
     for name in ("config.json", "history.csv", "curves.png", "model.safetensors", "model.json", "export.pkl",
                  "train.log"):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    done = json.loads((run / "complete.json").read_text())      # written last: the run is usable
+    assert {"model.safetensors", "model.json", "export.pkl", "config.json"} <= set(done["files"])
+    assert done["best_epoch"] == result.best_epoch
     assert not stale_parts(run)
     assert run.name.startswith("resnet18-") and len(run.name) == len("resnet18-yyyymmdd-hhmmss")
     latest = tmp_path / "runs" / "latest"
