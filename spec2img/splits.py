@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from typing import Iterable, Sequence
 
-from .rows import LABELS, SPLITS, ClipRow, LayoutError
+from .rows import SPLITS, ClipRow, LayoutError
 
 
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
