@@ -149,7 +149,7 @@ def add_settings(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls:
                                 **kwargs)
             continue
         option = flag(f.name)
-        shown = "" if default is None else f" (default: {_shown(default, f.metadata.get('metavar', ''))})"
+        shown = "" if default in (None, "") else f" (default: {_shown(default, f.metadata.get('metavar', ''))})"
         if tp is bool and "parse" not in f.metadata:
             parser.add_argument(option, dest=f.name, action=_OnOff, default=default, help=help_text + shown)
             continue
