@@ -18,9 +18,9 @@ from ..cli import build_parser as build_cli, parse_settings
 from ..fileio import atomic_path, remove_stale_parts, write_atomic
 from ..progress import progress
 from .talker import Speaker, make_speaker, synthesize_bonafide
-from .vocoders import SPOOFERS, SYSTEMS, output_stage
+from .vocoders import SPOOFERS, SYSTEMS, output_stage, warm_up
 
-GENERATOR_VERSION = 1            # bumped whenever the synthesis changes the audio
+GENERATOR_VERSION = 2            # bumped whenever the synthesis changes the audio (2: librosa's Griffin-Lim and LPC)
 MANIFEST = "manifest.csv"
 SETTINGS_FILE = "demo.json"
 README_FILE = "README.txt"
@@ -282,6 +282,8 @@ def generate_corpus(folder: Path, cfg: DemoConfig = DemoConfig(), workers: int =
         log(f"synthesizing {sum(len(j[3]) for j in jobs)} of {len(clips)} synthetic clips "
             f"({len(jobs)} utterances) into {folder} with {max(n_workers, 1)} worker(s)")
     start = time.perf_counter()
+    if jobs:
+        warm_up()                                     # once here, inherited by forked workers
     if n_workers <= 1:
         with _one_math_thread():
             written = sum(progress(map(_make_utterance, jobs), len(jobs), desc="synthesizing", unit="utterance"))

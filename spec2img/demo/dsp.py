@@ -3,16 +3,15 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import librosa
 import numpy as np
 from scipy import signal
 
 
 def frame_signal(wave: np.ndarray, frame: int, hop: int) -> np.ndarray:
     """Return (1 + len//hop, frame) frames centred on multiples of `hop` (zero-padded at both ends)."""
-    n_frames = 1 + wave.size // hop
     padded = np.pad(wave, (frame // 2, frame // 2 + hop))
-    idx = np.arange(n_frames)[:, None] * hop + np.arange(frame)[None, :]
-    return padded[idx]
+    return librosa.util.frame(padded, frame_length=frame, hop_length=hop, axis=0)[:1 + wave.size // hop]
 
 
 @lru_cache(maxsize=256)

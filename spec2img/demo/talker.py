@@ -1,5 +1,8 @@
 """The synthetic talker: a source-filter model of speech (glottal pulses on a pitch contour, formant
-resonators, aspiration, fricatives, stop bursts, pauses, room and microphone) for the bonafide clips."""
+resonators, aspiration, fricatives, stop bursts, pauses, room and microphone) for the bonafide clips.
+
+Home-made throughout: librosa analyses audio but has no speech-synthesis pieces (glottal source, formant
+resonators, time-varying filtering); scipy gives the filter designs."""
 from __future__ import annotations
 
 from dataclasses import dataclass

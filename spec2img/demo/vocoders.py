@@ -1,10 +1,14 @@
 """The spoofing systems of the demo corpus: vocoder-style resyntheses of a bonafide utterance (Griffin-Lim from a
-mel spectrogram, LPC-10-style source-filter, a low-bit-rate transform codec, a harmonic-plus-noise vocoder)."""
+mel spectrogram, LPC-10-style source-filter, a low-bit-rate transform codec, a harmonic-plus-noise vocoder).
+
+librosa provides the STFT, the mel filter bank, Griffin-Lim, LPC (Burg) and pre-/de-emphasis; what is home-made
+says why where it stands."""
 from __future__ import annotations
 
 import math
 from functools import lru_cache
 
+import librosa
 import numpy as np
 from scipy import signal
 
@@ -16,31 +20,29 @@ HOP = 160                        # analysis hop of the vocoders (10 ms at 16 kHz
 
 # ----------------------------------------------------------------------------- analysis
 
-def lpc_analysis(wave: np.ndarray, order: int, sr: int, frame: int = 400, hop: int = HOP,
+def lpc_analysis(wave: np.ndarray, order: int, frame: int = 400, hop: int = HOP,
                  preemphasis: float = 0.97) -> tuple[np.ndarray, np.ndarray]:
     """Return (A polynomials (frames, order+1) with A[:,0]=1, residual RMS per frame) of the pre-emphasized
-    signal: autocorrelation method (Hann window, 60 Hz lag window), vectorized Levinson-Durbin."""
-    pre = np.append(wave[:1], wave[1:] - preemphasis * wave[:-1])
+    signal: Burg's method (librosa.lpc) on Hann-windowed frames centred on multiples of `hop`."""
+    pre = librosa.effects.preemphasis(wave, coef=preemphasis, zi=0.0)
     win = np.hanning(frame)
-    x = frame_signal(pre, frame, hop) * win
-    spec = np.fft.rfft(x, 2 * frame)
-    r = np.fft.irfft(spec.real ** 2 + spec.imag ** 2)[:, :order + 1]
-    r *= np.exp(-0.5 * (2 * np.pi * 60.0 / sr * np.arange(order + 1)) ** 2)
-    r[:, 0] = r[:, 0] * (1 + 1e-6) + 1e-12
-    a = np.zeros((x.shape[0], order + 1))
-    a[:, 0] = 1.0
-    err = r[:, 0].copy()
-    for i in range(1, order + 1):
-        k = -(r[:, i] + np.sum(a[:, 1:i] * r[:, i - 1:0:-1], axis=1)) / err
-        a[:, 1:i] = a[:, 1:i] + k[:, None] * a[:, i - 1:0:-1]
-        a[:, i] = k
-        err *= 1.0 - k * k
-    return a, np.sqrt(np.maximum(err, 0.0) / np.sum(win ** 2))
+    x = frame_signal(pre, frame, hop) * win                                   # (frames, frame)
+    a = librosa.lpc(x, order=order, axis=-1)
+    residual = np.zeros((x.shape[0], frame + order))                         # A(z) applied to each frame
+    for k in range(order + 1):
+        residual[:, k:k + frame] += a[:, k:k + 1] * x
+    return a, np.sqrt(np.sum(residual ** 2, axis=1) / np.sum(win ** 2))
+
+
+def warm_up() -> None:
+    """Load librosa.lpc's compiled code (numba: seconds) once, so that forked workers inherit it."""
+    librosa.lpc(np.hanning(64)[None, :], order=2, axis=-1)
 
 
 def estimate_pitch(wave: np.ndarray, sr: int, hop: int = HOP, fmin: float = 60.0,
                    fmax: float = 400.0) -> tuple[np.ndarray, np.ndarray]:
     """Return (F0 Hz, voiced bool) per hop-spaced frame: normalized autocorrelation of the 1 kHz low band."""
+    # home-made: librosa.yin makes no voicing decision, and librosa.pyin's HMM takes about a second per clip
     frame = 2 * int(sr / fmin) + 2
     low = signal.sosfiltfilt(butter(4, 1000.0, "lowpass", sr), wave)
     win = np.hanning(frame)
@@ -76,6 +78,7 @@ def _fill_unvoiced(f0: np.ndarray, voiced: np.ndarray, default: float = 120.0) -
 def _allpole_blocks(excitation: np.ndarray, a: np.ndarray, hop: int) -> np.ndarray:
     """Return `excitation` through 1/A(z), A (blocks, order+1) switching every `hop` samples; the filter
     state is rebuilt from the past outputs at each switch (direct form I), so no switching transient."""
+    # home-made: librosa has no time-varying filter
     order = a.shape[1] - 1
     j, i = np.meshgrid(np.arange(order), np.arange(order))
     pick = i + 1 + j                                               # zi[i] = -sum_j a[i+1+j]·y[n-1-j]
@@ -89,75 +92,36 @@ def _allpole_blocks(excitation: np.ndarray, a: np.ndarray, hop: int) -> np.ndarr
     return out[order:]
 
 
-def _deemphasis(x: np.ndarray, coef: float = 0.97) -> np.ndarray:
-    return signal.lfilter([1.0], [1.0, -coef], x)
-
-
 # ----------------------------------------------------------------------------- the systems
 
 @lru_cache(maxsize=4)
 def _mel_and_pinv(sr: int, n_fft: int, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
     """Return (HTK-style triangular mel filterbank (n_mels, n_fft/2+1) over 0..sr/2, its pseudo-inverse)."""
-    def hz_to_mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-    edges = 700.0 * (10 ** (np.linspace(0.0, hz_to_mel(sr / 2), n_mels + 2) / 2595.0) - 1.0)
-    freqs = np.linspace(0.0, sr / 2, n_fft // 2 + 1)
-    lower = (freqs[None, :] - edges[:-2, None]) / (edges[1:-1] - edges[:-2])[:, None]
-    upper = (edges[2:, None] - freqs[None, :]) / (edges[2:] - edges[1:-1])[:, None]
-    mel = np.maximum(0.0, np.minimum(lower, upper))
+    mel = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sr / 2, htk=True, norm=None,
+                              dtype=np.float64)
     return mel, np.linalg.pinv(mel)
-
-
-def stft(wave: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """Return the Hann-window STFT (frames, n_fft/2+1) of frames centred on multiples of `hop`."""
-    return np.fft.rfft(frame_signal(wave, n_fft, hop) * np.hanning(n_fft + 1)[:-1], axis=1)
-
-
-def istft(spec: np.ndarray, n_fft: int, hop: int, n: int) -> np.ndarray:
-    """Return the (n,) weighted overlap-add inverse of `stft` (n_fft a multiple of hop)."""
-    win = np.hanning(n_fft + 1)[:-1]
-    frames = np.fft.irfft(spec, n_fft, axis=1) * win
-    total = (frames.shape[0] - 1) * hop + n_fft
-    out, norm = np.zeros(total + n_fft), np.zeros(total + n_fft)
-    span = frames.shape[0] * hop
-    for r in range(n_fft // hop):                    # add each hop-long slice of all frames at once
-        out[r * hop:r * hop + span] += frames[:, r * hop:(r + 1) * hop].reshape(-1)
-        norm[r * hop:r * hop + span] += np.tile(win[r * hop:(r + 1) * hop] ** 2, frames.shape[0])
-    start = n_fft // 2
-    return out[start:start + n] / np.maximum(norm[start:start + n], 1e-8)
-
-
-def griffin_lim(magnitude: np.ndarray, n_fft: int, hop: int, n: int, n_iter: int,
-                rng: np.random.Generator, momentum: float = 0.99) -> np.ndarray:
-    """Return (n,) audio whose STFT magnitude approximates `magnitude` (frames, bins): fast Griffin-Lim
-    (Perraudin et al. 2013) from random phases."""
-    angles = np.exp(2j * np.pi * rng.random(magnitude.shape))
-    rebuilt = np.zeros_like(angles)
-    for _ in range(n_iter):
-        previous = rebuilt
-        rebuilt = stft(istft(magnitude * angles, n_fft, hop, n), n_fft, hop)
-        angles = rebuilt - (momentum / (1 + momentum)) * previous
-        angles /= np.abs(angles) + 1e-16
-    return istft(magnitude * angles, n_fft, hop, n)
 
 
 def spoof_griffinlim(wave: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
     """Return `wave` rebuilt from its smoothed 80-band magnitude mel spectrogram by a few Griffin-Lim
     iterations (Tacotron-era TTS: 1024-point FFT, hop 256, pseudo-inverse mel, power sharpening)."""
     n_fft, hop = 1024, 256
+    stft = dict(n_fft=n_fft, hop_length=hop, window="hann", center=True, pad_mode="constant")
     mel, pinv = _mel_and_pinv(sr, n_fft, 80)
-    mag = np.abs(stft(wave, n_fft, hop)).T                                       # (bins, frames)
+    mag = np.abs(librosa.stft(wave, **stft))                                      # (bins, frames)
     log_mel = np.log(mel @ mag + 1e-5)
     # the over-smoothed frames an acoustic model predicts
     log_mel[:, 1:-1] = 0.25 * log_mel[:, :-2] + 0.5 * log_mel[:, 1:-1] + 0.25 * log_mel[:, 2:]
     linear = np.maximum(pinv @ np.exp(log_mel), 0.0) ** rng.uniform(1.0, 1.3)
-    return griffin_lim(linear.T, n_fft, hop, wave.size, int(rng.integers(8, 25)), rng)
+    # fast Griffin-Lim (Perraudin et al. 2013) from random phases
+    return librosa.griffinlim(linear, n_iter=int(rng.integers(8, 25)), length=wave.size, momentum=0.99,
+                              init="random", random_state=rng, **stft)
 
 
 def spoof_lpc(wave: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
     """Return an LPC-10-style resynthesis: order-16 all-pole filters per 10 ms frame driven by an impulse
     train at the estimated pitch (voiced frames) or white noise (unvoiced), no jitter, no shimmer."""
-    a, gain = lpc_analysis(wave, order=16, sr=sr)
+    a, gain = lpc_analysis(wave, order=16)
     f0, voiced = estimate_pitch(wave, sr)
     n = wave.size
     exc = np.zeros(n)
@@ -173,14 +137,14 @@ def spoof_lpc(wave: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray
                 pos += period
         else:
             exc[start:stop] = rng.standard_normal(stop - start) * gain[fj]
-    return _deemphasis(_allpole_blocks(exc, a, HOP))
+    return librosa.effects.deemphasis(_allpole_blocks(exc, a, HOP), coef=0.97, zi=0.0)
 
 
 def spoof_sinusoidal(wave: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
     """Return a harmonic-plus-noise resynthesis (parametric-TTS vocoders such as WORLD): harmonics of the
     smoothed pitch track with LPC-envelope amplitudes and fixed random phases, LPC-shaped noise elsewhere."""
     order = 20
-    a, gain = lpc_analysis(wave, order=order, sr=sr)
+    a, gain = lpc_analysis(wave, order=order)
     f0, voiced = estimate_pitch(wave, sr)
     n = wave.size
     frames = f0.size
@@ -208,13 +172,15 @@ def spoof_sinusoidal(wave: np.ndarray, rng: np.random.Generator, sr: int) -> np.
     frac = np.arange(HOP) / HOP
     harmonic = ((1 - frac) * acc_here.real + frac * acc_after.real).reshape(-1)[:n]
     noise_gain = np.repeat(np.where(voiced, 0.15, 1.0) * gain, HOP)[:n]
-    noise = _deemphasis(_allpole_blocks(rng.standard_normal(n) * noise_gain, a, HOP))
+    noise = librosa.effects.deemphasis(_allpole_blocks(rng.standard_normal(n) * noise_gain, a, HOP),
+                                       coef=0.97, zi=0.0)
     return harmonic + noise
 
 
 @lru_cache(maxsize=2)
 def _mdct_basis(half: int) -> tuple[np.ndarray, np.ndarray]:
     """Return (MDCT cosine basis (half, 2·half), sine window (2·half,))."""
+    # home-made: librosa (and scipy) have no MDCT
     nn, kk = np.arange(2 * half), np.arange(half)
     basis = np.cos(np.pi / half * (nn[None, :] + 0.5 + half / 2) * (kk[:, None] + 0.5))
     return basis, np.sin(np.pi * (nn + 0.5) / (2 * half))
