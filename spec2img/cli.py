@@ -2,8 +2,8 @@
 
 A field becomes an option: its name the flag (`n_mels` -> `--n-mels`), its type the parser, its default the
 default, and its comment (`n_mels: int = 128  # mel bands = image height`, continued on the comment-only
-lines below it that are indented deeper than the field) the help text. A field
-without a default is a positional argument (`list[...]`: one or more). So adding a flag is adding a field.
+lines below it that are indented deeper than the field) the help text. A field without a default is a
+positional argument (`list[...]`: one or more). So adding a flag is adding a field.
 `bool` fields give `--name/--no-name`; `X | None` fields take an X and default to None; `Literal[...]` fields
 list their choices. Field metadata says what a type cannot:
     cli=False            keep the field off the command line (e.g. SpecConfig.version)
@@ -127,7 +127,7 @@ def add_settings(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls:
     hints = typing.get_type_hints(cls)
     comments = field_comments(cls)
     for f in cli_fields(cls):
-        tp, optional = _unwrap_optional(hints[f.name])
+        tp, _ = _unwrap_optional(hints[f.name])
         help_text = comments.get(f.name, "").replace("%", "%%")
         has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         default = f.default if f.default is not dataclasses.MISSING else (
@@ -186,12 +186,10 @@ def build_parser(prog: str, description: str, settings: Iterable[type | tuple[st
     return parser
 
 
-def settings_from(args: argparse.Namespace, cls: type, **overrides):
+def settings_from(args: argparse.Namespace, cls: type):
     """Return an instance of dataclass `cls` from the parsed arguments (fields off the command line keep
-    their defaults; `overrides` win)."""
-    values = {f.name: getattr(args, f.name) for f in cli_fields(cls) if hasattr(args, f.name)}
-    values.update(overrides)
-    return cls(**values)
+    their defaults)."""
+    return cls(**{f.name: getattr(args, f.name) for f in cli_fields(cls) if hasattr(args, f.name)})
 
 
 def parse_settings(parser: argparse.ArgumentParser, argv: Sequence[str] | None, *classes: type) -> tuple:
