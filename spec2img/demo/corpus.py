@@ -179,7 +179,7 @@ def readme_text(cfg: DemoConfig, clips: list[DemoClip]) -> str:
     return f"""SYNTHETIC DEMO CORPUS - not real speech, not real deepfakes.
 
 Made by
-    python -m spec2img.demo <this folder> --clips-per-class {cfg.clips_per_class} --speakers {cfg.speakers} --seed {cfg.seed}
+    spec2img-demo <this folder> --clips-per-class {cfg.clips_per_class} --speakers {cfg.speakers} --seed {cfg.seed}
 (generator version {cfg.version}; settings in {SETTINGS_FILE}). Nothing here was recorded: every sample
 was computed from the seed, so the same command gives the same bytes. Use it to try the pipeline
 end to end; results on it say nothing about detecting real spoofed speech.
@@ -201,7 +201,7 @@ spoof ({len(clips) - n_bona} clips, audio/<system>/<speaker>_u<NNN>_<system>.wav
 resynthesized by one vocoder-style system (cycled within each speaker):
   griffinlim  ({per_system['griffinlim']}) 80-band magnitude mel spectrogram, smoothed in time, pseudo-inverted and
               sharpened (power 1-1.3), phase rebuilt by 8-24 Griffin-Lim iterations (Tacotron-era TTS).
-  lpc         ({per_system['lpc']}) LPC-10-style source-filter resynthesis: order-16 all-pole filter per 10 ms
+  lpc         ({per_system['lpc']}) LPC-10-style source-filter resynthesis: order-16 all-pole filter (Burg) per 10 ms
               frame, impulse train at the estimated pitch or white noise; no jitter or shimmer.
   codec       ({per_system['codec']}) low-bit-rate transform-codec round trip: MDCT, band limit 4.5-7.5 kHz, coarse
               per-band quantization that leaves spectral holes.
@@ -212,7 +212,7 @@ Every spoof then passes the same kind of 50-120 Hz high-pass as the bonafide mic
 manifest.csv: file,label,system,speaker (file relative to this folder; system empty for bonafide).
 It has no split column on purpose: spec2img splits by speaker, so an utterance and its spoofed
 version never land in different splits. Convert with
-    python -m spec2img <this folder> --out images --dataset auto
+    spec2img <this folder> --out images --dataset auto
 """
 
 
