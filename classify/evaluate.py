@@ -10,7 +10,6 @@ Several runs (e.g. seeds): also <runs>/aggregate-<arch>-<n>seeds.json with the m
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spec2img.cli import build_parser as build_cli, parse_settings
 from spec2img.config import SPEC_FILE, SpecConfig
 from spec2img.manifest import AUG_MARK, MANIFEST_FILE, read_rows
 from spec2img.rows import LABELS
@@ -67,14 +67,26 @@ class EvaluationError(Exception):
 @dataclass(frozen=True)
 class EvalSettings:
     split: str = "test"              # split to evaluate; the threshold is always chosen on val
-    rule: str = "eer"                # threshold rule on val: eer | f1 | balanced_accuracy | far
+    rule: str = field(default="eer", metadata={"choices": RULES})  # threshold rule on val
     target_far: float | None = None  # rule far: largest share of val spoofs accepted as bona fide, e.g. 0.01
     asv_scores: Path | None = None   # organizers' ASV score file for min t-DCF (default: found beside the dataset)
     images: Path | None = None       # images folder to evaluate (default: the one in the run's config.json)
     bs: int = 64                     # images per inference batch
     top_k: int = 8                   # clips with the largest loss shown in the plot and the report
     audio_seconds: float = 4.0       # seconds of each top-loss clip embedded in the report
-    device: str | None = None        # torch device; default cuda when available, else cpu
+    device: str | None = None        # torch device (default: cuda when available, else cpu)
+
+    def validate(self) -> "EvalSettings":
+        """Return self, or raise ValueError naming the option that cannot work."""
+        if self.rule == "far" and self.target_far is None:
+            raise ValueError("--rule far needs --target-far, e.g. --target-far 0.01")
+        return self
+
+
+@dataclass(frozen=True)
+class EvalRuns:
+    runs: list[Path]   # run folder(s), e.g. runs/latest; several (e.g. seeds) are also aggregated, and
+                       # incomplete ones among them are skipped with a notice
 
 
 @dataclass
@@ -575,29 +587,37 @@ def format_aggregate(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def build_parser():
+    """Return the command line: the run folders and one option per EvalSettings field (spec2img.cli)."""
+    return build_cli("classify-evaluate", __doc__.split("\n")[0], [EvalRuns, EvalSettings])
+
+
 def parse_args(argv=None) -> tuple[list[Path], EvalSettings]:
-    """Return (run folders, settings) from the command line."""
-    from spec2img.cli import package_version
-    p = argparse.ArgumentParser(prog="classify-evaluate", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
-    p.add_argument("runs", nargs="+", type=Path, help="run folder(s), e.g. runs/latest; several = seeds to aggregate")
-    p.add_argument("--split", default="test", help="split of the images folder to evaluate (default test)")
-    p.add_argument("--rule", default="eer", choices=RULES, help="how the threshold is chosen on val (default eer)")
-    p.add_argument("--target-far", type=float, default=None,
-                   help="rule far: largest share of val spoofs accepted as bona fide, e.g. 0.01")
-    p.add_argument("--asv-scores", type=Path, default=None,
-                   help="organizers' ASV score file (<source> <target|nontarget|spoof> <score>) for min t-DCF")
-    p.add_argument("--images", type=Path, default=None, help="images folder (default: the run's training images)")
-    p.add_argument("--bs", type=int, default=64, help="images per inference batch")
-    p.add_argument("--top-k", type=int, default=8, help="top-loss clips shown in the report")
-    p.add_argument("--audio-seconds", type=float, default=4.0, help="seconds of each top-loss clip in the report")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    a = p.parse_args(argv)
-    if a.rule == "far" and a.target_far is None:
-        p.error("--rule far needs --target-far, e.g. --target-far 0.01")
-    return a.runs, EvalSettings(a.split, a.rule, a.target_far, a.asv_scores, a.images, a.bs, a.top_k,
-                                a.audio_seconds, a.device)
+    """Return (run folders, settings) from the command line (exit status 2 with a message when unusable)."""
+    parser = build_parser()
+    runs, cfg = parse_settings(parser, argv, EvalRuns, EvalSettings)
+    try:
+        return runs.runs, cfg.validate()
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def usable_runs(runs: list[Path], log=print) -> list[Path]:
+    """Return the runs that runfolder.check_run accepts; with several runs the others are skipped with a
+    notice, a single unusable run raises RunFolderError."""
+    if len(runs) == 1:
+        runfolder.check_run(runs[0])
+        return list(runs)
+    usable = []
+    for run in runs:
+        try:
+            runfolder.check_run(run)
+            usable.append(run)
+        except runfolder.RunFolderError as error:
+            log(f"skipped {run}: {error}")
+    if not usable:
+        raise runfolder.RunFolderError(f"none of the {len(runs)} runs can be evaluated (see the messages above)")
+    return usable
 
 
 def main(argv=None) -> int:
@@ -605,13 +625,14 @@ def main(argv=None) -> int:
     runs, cfg = parse_args(argv)
     results = []
     try:
+        runs = usable_runs(runs, log=lambda message: print(f"classify-evaluate: {message}", file=sys.stderr))
         for run in runs:
             result = evaluate_run(run, cfg)
             print("\n" + format_table(result))
             print(f"report: {Path(result['report']).resolve()}")
             results.append(result)
     except (EvaluationError, runfolder.RunFolderError) as e:
-        print(f"classify.evaluate: error: {e}", file=sys.stderr)
+        print(f"classify-evaluate: error: {e}", file=sys.stderr)
         return 2
     if len(results) > 1:
         path, doc = aggregate(results, runs)

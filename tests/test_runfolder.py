@@ -84,3 +84,23 @@ def test_a_killed_training_process_leaves_a_visibly_incomplete_run(tmp_path, cap
     assert not (runs / "latest").exists()                        # latest never points at an incomplete run
     code, err = _evaluate(run, capsys)
     assert code == 2 and "incomplete" in err and str(run) in err
+
+
+def test_evaluating_several_runs_skips_the_incomplete_ones_and_says_so(tmp_path, capsys):
+    import json
+    import shutil
+
+    from test_evaluate import build_run
+    run = build_run(tmp_path / "made")
+    runs = tmp_path / "runs"
+    for k in range(3):
+        shutil.copytree(run, runs / f"simple_cnn-s{k}")
+    (runs / "simple_cnn-s2" / "complete.json").unlink()          # as a killed training leaves it
+    from classify.evaluate import main
+    code = main([str(runs / f"simple_cnn-s{k}") for k in range(3)] + ["--top-k", "1"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "skipped" in err and "simple_cnn-s2" in err and "incomplete" in err
+    agg = json.loads((runs / "aggregate-simple_cnn-2seeds.json").read_text())
+    assert len(agg["runs"]) == 2 and not (runs / "simple_cnn-s2" / "report.html").exists()
+    assert main([str(runs / "simple_cnn-s2")]) == 2
+    assert "incomplete" in capsys.readouterr().err
