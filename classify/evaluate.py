@@ -1,4 +1,4 @@
-"""Evaluate trained runs: `python -m classify.evaluate RUN [RUN ...] [--split test] [--rule eer]`.
+"""Evaluate trained runs: `classify-evaluate RUN [RUN ...] [--split test] [--rule eer]`.
 
 For each run: score the val split and the evaluated split with the run's model, choose the decision
 threshold on val only (thresholds.json, read by classify.predict), apply it unchanged to the evaluated
@@ -137,7 +137,7 @@ def images_folder(config: dict, override: Path | None) -> Path:
         raise EvaluationError("the run's config.json records no images folder: pass --images DIR")
     if not (folder / SPEC_FILE).is_file():
         raise EvaluationError(f"{folder / SPEC_FILE} not found: {folder} is not an images folder written by spec2img "
-                              f"(pass --images DIR, or convert the audio with `python -m spec2img SRC --out DIR`)")
+                              f"(pass --images DIR, or convert the audio with `spec2img SRC --out DIR`)")
     return folder
 
 

@@ -1,4 +1,4 @@
-"""Train a spoof detector on images/{train,val}: `python -m classify.train --images images --arch resnet101`.
+"""Train a spoof detector on images/{train,val}: `classify-train --images images --arch resnet101`.
 
 Pretrained architectures: fastai `vision_learner` + `fine_tune` (frozen body for --freeze-epochs,
 then the whole network, one-cycle), from ImageNet weights that torchvision / timm download or find in

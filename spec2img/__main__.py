@@ -1,4 +1,4 @@
-"""python -m spec2img SRC --out images: convert a labeled speech collection into spectrogram PNGs."""
+"""spec2img SRC --out images: convert a labeled speech collection into spectrogram PNGs."""
 from __future__ import annotations
 
 import argparse

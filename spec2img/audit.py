@@ -1,6 +1,6 @@
 """Audit of an images folder: counts, formats, durations and levels per label, as audit.json and plots.
 
-`python -m spec2img.audit IMAGES` writes IMAGES/audit/{audit.json, counts.png, formats.png,
+`spec2img-audit IMAGES` writes IMAGES/audit/{audit.json, counts.png, formats.png,
 durations.png, levels.png} from IMAGES/manifest.csv (the conversion writes it too). Look here for
 shortcuts a detector could learn instead of spoofing cues: a label that comes with its own sample
 rate, channel count, duration or loudness.
@@ -182,7 +182,7 @@ def write_audit(images: Path) -> Path:
     manifest = images / MANIFEST_FILE
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest} not found: convert a dataset into {images} first "
-                                f"(`python -m spec2img SRC --out {images}`)")
+                                f"(`spec2img SRC --out {images}`)")
     rows = read_rows(manifest)
     clip_seconds = None
     spec = images / "spec.json"

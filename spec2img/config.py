@@ -103,5 +103,5 @@ def load_spec(folder: Path) -> SpecConfig:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: {folder} was not made by spec2img "
-            f"(run `make images` or `python -m spec2img SRC --out {folder}` first)")
+            f"(run `make images` or `spec2img SRC --out {folder}` first)")
     return SpecConfig.from_dict(json.loads(path.read_text()))
