@@ -359,38 +359,41 @@ def make_plots(run_dir: Path, s: SplitScores, tuned: float, result: dict, clips:
     """Draw every plot of the evaluated split into the run folder; return {name: path}."""
     from .data import read_png_gray
     sp, prob, score, y = s.split, s.spoof_prob, s.score, s.label
+
+    def png(name: str) -> Path:
+        return run_dir / runfolder.plot_png(name, sp)
     out = {}
     pred = M.predict_labels(prob, tuned)
     out["confusion_matrix"] = P.plot_confusion_matrix(
-        prob, y, pred, cross_entropy(s.logits, y), run_dir / f"confusion_matrix-{sp}.png",
+        prob, y, pred, cross_entropy(s.logits, y), png("confusion_matrix"),
         f"{sp}: spoof_prob >= {tuned:.4g} (tuned on val)")
     out["top_losses"] = P.plot_top_losses(
         [read_png_gray(c.image) for c in clips],
         [f"{c.clip_id}\ntrue {c.label}{' ' + c.system if c.system else ''} · score {c.score:.2f}" for c in clips],
-        run_dir / f"top_losses-{sp}.png", f"{sp}: the {len(clips)} clips with the largest loss")
+        png("top_losses"), f"{sp}: the {len(clips)} clips with the largest loss")
     both = result["counts"][sp]["bonafide"] and result["counts"][sp]["spoof"]
     if both:
         m = result["metrics"]
-        out["roc"] = P.plot_roc(y, -score, m["roc_auc"]["value"], run_dir / f"roc-{sp}.png", f"ROC ({sp})")
-        out["det"] = P.plot_det(score[y == 0], score[y == 1], m["eer"]["value"], run_dir / f"det-{sp}.png",
+        out["roc"] = P.plot_roc(y, -score, m["roc_auc"]["value"], png("roc"), f"ROC ({sp})")
+        out["det"] = P.plot_det(score[y == 0], score[y == 1], m["eer"]["value"], png("det"),
                                 f"DET ({sp})")
-        out["precision_recall"] = P.plot_precision_recall(y, -score, run_dir / f"precision_recall-{sp}.png",
+        out["precision_recall"] = P.plot_precision_recall(y, -score, png("precision_recall"),
                                                           f"precision-recall ({sp})")
     else:
         notes.append(f"the {sp} split has one class only ({result['counts'][sp]}): "
                      f"no ROC, DET or precision-recall plot")
     out["score_histogram"] = P.plot_score_histograms(score, y, prob_to_score_threshold(tuned),
-                                                     run_dir / f"score_histogram-{sp}.png", f"scores ({sp})")
-    out["training_curves"] = P.plot_training_curves(run_dir, run_dir / "training_curves.png")
+                                                     png("score_histogram"), f"scores ({sp})")
+    out["training_curves"] = P.plot_training_curves(run_dir, run_dir / runfolder.plot_png("training_curves"))
     if result["per_attack"]:
-        out["per_attack_eer"] = P.plot_group_eer(result["per_attack"], run_dir / f"per_attack_eer-{sp}.png",
+        out["per_attack_eer"] = P.plot_group_eer(result["per_attack"], png("per_attack_eer"),
                                                  f"EER per attack ({sp})", "attack system")
     if result["per_condition"]:
-        out["per_condition_eer"] = P.plot_group_eer(result["per_condition"], run_dir / f"per_condition_eer-{sp}.png",
+        out["per_condition_eer"] = P.plot_group_eer(result["per_condition"], png("per_condition_eer"),
                                                     f"EER per condition ({sp})", "condition")
     for name in PLOT_TITLES:                 # a plot this evaluation could not draw must not linger from an older one
         if name not in out:
-            (run_dir / f"{name}-{sp}.png").unlink(missing_ok=True)
+            png(name).unlink(missing_ok=True)
     return {k: v for k, v in out.items() if v is not None}
 
 

@@ -57,6 +57,12 @@ def scores_txt(split: str) -> str:
     return f"scores-{split}.txt"
 
 
+def plot_png(name: str, split: str | None = None) -> str:
+    """Return the file of evaluation plot `name` (e.g. roc) for `split`: roc-test.png; training_curves.png
+    for a plot of the whole run (split None)."""
+    return f"{name}.png" if split is None else f"{name}-{split}.png"
+
+
 class RunFolderError(Exception):
     """A run folder that cannot be used; str() names the folder, what is wrong and what to do."""
 
