@@ -2,10 +2,10 @@
 a run can be used; also its creation, runs/latest, config.json, history, curves and log.
 
 Contract: classify.train writes config.json, history.csv, curves.png, model.safetensors, model.json, export.pkl,
-train.log and, last of all, COMPLETE (complete.json); only then does it point
-runs/latest at the folder. A folder without complete.json is a training that was killed or failed: evaluation
-and prediction refuse it (`check_run`, RunFolderError) and runs/latest never points at it. classify.evaluate
-adds THRESHOLDS, CALIBRATION, METRICS, REPORT, the scores files and its plots.
+train.log and, last of all, complete.json (COMPLETE); only then does it point runs/latest at the folder. A
+folder without complete.json is a training that was killed or failed: evaluation and prediction refuse it
+(`check_run`, RunFolderError) and runs/latest never points at it. classify.evaluate adds thresholds.json,
+calibration.json, metrics.json, report.html, the scores files and its plots.
 
 Only the process of rank 0 writes (fastai's `rank_distrib()`); in a multi-process launch the other ranks get
 `None` from `create_run_dir` and every writer here returns without writing. Every file is written atomically
