@@ -4,8 +4,8 @@ A field becomes an option: its name the flag (`n_mels` -> `--n-mels`), its type 
 default, and its comment (`n_mels: int = 128  # mel bands = image height`, continued on the comment-only
 lines below it that are indented deeper than the field) the help text. A field without a default is a
 positional argument (`list[...]`: one or more). So adding a flag is adding a field.
-`bool` fields give `--name/--no-name`; `X | None` fields take an X and default to None; `Literal[...]` fields
-list their choices. Field metadata says what a type cannot:
+`bool` fields give `--name/--no-name`; `X | None` fields take an X and default to None; `list[X]` fields take
+one or more; `Literal[...]` fields list their choices. Field metadata says what a type cannot:
     cli=False            keep the field off the command line (e.g. SpecConfig.version)
     parse=function       text -> value, raising ValueError with the message (e.g. "K/N" for --shard)
     metavar="K/N"        how the value is shown in --help
@@ -154,6 +154,9 @@ def add_settings(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls:
             parser.add_argument(option, dest=f.name, action=_OnOff, default=default, help=help_text + shown)
             continue
         parse = f.metadata.get("parse")
+        if parse is None and origin is list:               # list[T]: one or more values
+            kwargs["nargs"] = "+"
+            tp = origin = typing.get_args(tp)[0]
         if parse is None:
             if origin in (tuple, list) or tp not in (int, float, str, Path):
                 raise TypeError(f"{cls.__name__}.{f.name}: type {hints[f.name]} needs metadata parse=function")

@@ -123,3 +123,15 @@ def test_every_command_option_has_help_and_the_dataclass_default(command):
             assert helps.get(f.name), f"{cls.__name__}.{f.name} has no comment to show as help"
             if f.default is not dataclasses.MISSING:
                 assert parser.get_default(f.name) == f.default, f.name
+
+
+def test_list_options_take_one_or_more_values():
+    @dataclass
+    class Bench:
+        arch: list[str] | None = None     # architectures (default: chosen by device)
+        sizes: list[int] = field(default_factory=lambda: [1, 2])  # sizes to try
+
+    parser = cli.build_parser("bench", "", [Bench])
+    bench, = cli.parse_settings(parser, ["--arch", "a", "b", "--sizes", "3"], Bench)
+    assert bench.arch == ["a", "b"] and bench.sizes == [3]
+    assert cli.parse_settings(parser, [], Bench)[0] == Bench()
