@@ -7,16 +7,18 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 
+# DATASET, WORKERS, ARCH, EPOCHS, BS and SPLIT are passed on only when set: unset, the command's own default
+# (its settings dataclass, shown by --help) applies, so no default is written twice
 DATA ?=
-DATASET ?= auto
+DATASET ?=
 IMAGES ?= images
-WORKERS ?= 0
-ARCH ?= resnet101
-EPOCHS ?= 5
-BS ?= 64
+WORKERS ?=
+ARCH ?=
+EPOCHS ?=
+BS ?=
 RUNS ?= runs
 RUN ?= $(RUNS)/latest
-SPLIT ?= test
+SPLIT ?=
 AUDIO ?=
 OUT ?=
 FORMAT ?=
@@ -26,6 +28,7 @@ TRAIN_ARGS ?=
 SPEC_ARGS ?=
 ACCELERATE_ARGS ?=
 DEMO_DATA := data/demo
+SEEDS_FILE := seeds$(if $(ARCH),-$(ARCH)).txt
 # `make images` with no DATA converts the built-in synthetic demo corpus
 SOURCE := $(if $(DATA),$(DATA),$(DEMO_DATA))
 
@@ -36,8 +39,9 @@ SOURCE := $(if $(DATA),$(DATA),$(DEMO_DATA))
 help: ## list the targets and variables
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo
-	@echo "  variables: DATA=<audio root or csv> DATASET=$(DATASET) IMAGES=$(IMAGES) WORKERS=$(WORKERS) (0 = all cores)"
-	@echo "             ARCH=$(ARCH) EPOCHS=$(EPOCHS) BS=$(BS) SEEDS='0 1 2' GPUS=$(GPUS) RUN=$(RUN) SPLIT=$(SPLIT) AUDIO=<files>"
+	@echo "  variables: DATA=<audio root or csv> DATASET=<layout> IMAGES=$(IMAGES) WORKERS=<n> (0 = all cores)"
+	@echo "             ARCH=<name> EPOCHS=<n> BS=<n> SEEDS='0 1 2' GPUS=$(GPUS) RUN=$(RUN) SPLIT=<split> AUDIO=<files>"
+	@echo "             (unset DATASET, WORKERS, ARCH, EPOCHS, BS, SPLIT: the command's default, see its --help)"
 	@echo "             SPEC_ARGS='<more spec2img flags, e.g. --augment 2 --overwrite>' TRAIN_ARGS='<more classify-train flags>' ACCELERATE_ARGS='--num_machines M --machine_rank R ...'"
 
 install: $(STAMP) ## create .venv, install the tested lock requirements.txt, then this package (editable) and its commands
@@ -53,12 +57,12 @@ demo-data: $(STAMP) ## generate the synthetic demo corpus in data/demo (seeded, 
 	$(BIN)/spec2img-demo $(DEMO_DATA)
 
 demo: demo-data ## the whole job on the synthetic demo corpus: images, CPU training, evaluation report
-	$(BIN)/spec2img $(DEMO_DATA) --out $(IMAGES) --dataset auto --workers $(WORKERS)
+	$(BIN)/spec2img $(DEMO_DATA) --out $(IMAGES) $(if $(WORKERS),--workers $(WORKERS))
 	$(BIN)/classify-train --images $(IMAGES) --arch lcnn --no-pretrained --epochs 6 --bs 32 --out $(RUNS)
 	$(BIN)/classify-evaluate $(RUNS)/latest --split test
 
 images: $(STAMP) $(if $(DATA),,demo-data) ## convert DATA (default: the demo corpus) into IMAGES, with the audit
-	$(BIN)/spec2img $(SOURCE) --out $(IMAGES) --dataset $(DATASET) --workers $(WORKERS) $(SPEC_ARGS)
+	$(BIN)/spec2img $(SOURCE) --out $(IMAGES) $(if $(DATASET),--dataset $(DATASET)) $(if $(WORKERS),--workers $(WORKERS)) $(SPEC_ARGS)
 
 audit: $(STAMP) ## (re)write IMAGES/audit/: counts, sample rates, duration and amplitude histograms
 	$(BIN)/spec2img-audit $(IMAGES)
@@ -66,12 +70,13 @@ audit: $(STAMP) ## (re)write IMAGES/audit/: counts, sample rates, duration and a
 train: $(STAMP) ## fine-tune ARCH on IMAGES into RUNS/<arch>-<time>/ (SEEDS="0 1 2" trains one run per seed, GPUS=N uses accelerate)
 	@set -e; for seed in $(if $(SEEDS),$(SEEDS),0); do \
 	  $(if $(filter-out 1,$(GPUS)),$(BIN)/accelerate launch --multi_gpu --num_processes $(GPUS) --num_machines 1 --mixed_precision no --dynamo_backend no $(ACCELERATE_ARGS)) $(BIN)/classify-train \
-	    --images $(IMAGES) --arch $(ARCH) --epochs $(EPOCHS) --bs $(BS) --seed $$seed --out $(RUNS) $(TRAIN_ARGS); \
-	  $(if $(SEEDS),readlink -f $(RUNS)/latest >> $(RUNS)/.seeds-$(ARCH).tmp;) \
-	done; $(if $(SEEDS),mv $(RUNS)/.seeds-$(ARCH).tmp $(RUNS)/seeds-$(ARCH).txt; echo "seed runs listed in $(RUNS)/seeds-$(ARCH).txt")
+	    --images $(IMAGES) $(if $(ARCH),--arch $(ARCH)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BS),--bs $(BS)) \
+	    --seed $$seed --out $(RUNS) $(TRAIN_ARGS); \
+	  $(if $(SEEDS),readlink -f $(RUNS)/latest >> $(RUNS)/.$(SEEDS_FILE).tmp;) \
+	done; $(if $(SEEDS),mv $(RUNS)/.$(SEEDS_FILE).tmp $(RUNS)/$(SEEDS_FILE); echo "seed runs listed in $(RUNS)/$(SEEDS_FILE)")
 
 evaluate: $(STAMP) ## scores, tuned threshold, metrics, plots and report.html for RUN (SEEDS=... aggregates the seed runs of ARCH)
-	$(BIN)/classify-evaluate $(if $(SEEDS),$$(cat $(RUNS)/seeds-$(ARCH).txt),$(RUN)) --split $(SPLIT)
+	$(BIN)/classify-evaluate $(if $(SEEDS),$$(cat $(RUNS)/$(SEEDS_FILE)),$(RUN)) $(if $(SPLIT),--split $(SPLIT))
 
 predict: $(STAMP) ## score AUDIO files or folders with RUN: path, spoof probability, score, label
 	@test -n "$(AUDIO)" || { echo "usage: make predict RUN=runs/latest AUDIO='clip.wav folder/'"; exit 2; }
