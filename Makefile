@@ -23,6 +23,8 @@ AUDIO ?=
 OUT ?=
 FORMAT ?=
 SEEDS ?=
+RUN_A ?=
+RUN_B ?=
 GPUS ?= 1
 TRAIN_ARGS ?=
 SPEC_ARGS ?=
@@ -33,7 +35,7 @@ SEEDS_FILE := seeds$(if $(ARCH),-$(ARCH)).txt
 SOURCE := $(if $(DATA),$(DATA),$(DEMO_DATA))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-data images audit train evaluate predict test browser \
+.PHONY: help install demo demo-data images audit train evaluate compare predict test browser \
         bench-convert bench-train bench-predict clean
 
 help: ## list the targets and variables
@@ -42,6 +44,7 @@ help: ## list the targets and variables
 	@echo "  variables: DATA=<audio root or csv> DATASET=<layout> IMAGES=$(IMAGES) WORKERS=<n> (0 = all cores)"
 	@echo "             ARCH=<name> EPOCHS=<n> BS=<n> SEEDS='0 1 2' GPUS=$(GPUS) RUN=$(RUN) SPLIT=<split> AUDIO=<files>"
 	@echo "             (unset DATASET, WORKERS, ARCH, EPOCHS, BS, SPLIT: the command's default, see its --help)"
+	@echo "             RUN_A=<run> RUN_B=<run> (make compare)"
 	@echo "             SPEC_ARGS='<more spec2img flags, e.g. --augment 2 --overwrite>' TRAIN_ARGS='<more classify-train flags>' ACCELERATE_ARGS='--num_machines M --machine_rank R ...'"
 
 install: $(STAMP) ## create .venv, install the tested lock requirements.txt, then this package (editable) and its commands
@@ -77,6 +80,10 @@ train: $(STAMP) ## fine-tune ARCH on IMAGES into RUNS/<arch>-<time>/ (SEEDS="0 1
 
 evaluate: $(STAMP) ## scores, tuned threshold, metrics, plots and report.html for RUN (SEEDS=... aggregates the seed runs of ARCH)
 	$(BIN)/classify-evaluate $(if $(SEEDS),$$(cat $(RUNS)/$(SEEDS_FILE)),$(RUN)) $(if $(SPLIT),--split $(SPLIT))
+
+compare: $(STAMP) ## EER of RUN_A minus RUN_B (both evaluated on the same images) with a paired-bootstrap interval
+	@test -n "$(RUN_A)" -a -n "$(RUN_B)" || { echo "usage: make compare RUN_A=runs/<a> RUN_B=runs/<b>"; exit 2; }
+	$(BIN)/classify-compare $(RUN_A) $(RUN_B)
 
 predict: $(STAMP) ## score AUDIO files or folders with RUN: path, spoof probability, score, label
 	@test -n "$(AUDIO)" || { echo "usage: make predict RUN=runs/latest AUDIO='clip.wav folder/'"; exit 2; }

@@ -4,8 +4,8 @@ a run can be used; also its creation, runs/latest, config.json, history, curves 
 Contract: classify.train writes config.json, history.csv, curves.png, model.safetensors, model.json, export.pkl,
 train.log and, last of all, complete.json (COMPLETE); only then does it point runs/latest at the folder. A
 folder without complete.json is a training that was killed or failed: evaluation and prediction refuse it
-(`check_run`, RunFolderError) and runs/latest never points at it. classify.evaluate adds thresholds.json,
-calibration.json, metrics.json, report.html, the scores files and its plots.
+(`check_run`, RunFolderError) and runs/latest never points at it. classify.evaluate adds its output set
+(thresholds.json, calibration.json, metrics.json, report.html, the score files and plots) under evaluations/.
 
 Only the process of rank 0 writes (fastai's `rank_distrib()`); in a multi-process launch the other ranks get
 `None` from `create_run_dir` and every writer here returns without writing. Every file is written atomically
@@ -33,11 +33,6 @@ CURVES = "curves.png"                  # loss and validation EER per epoch
 EXPORT = "export.pkl"                  # fastai's Learner.export (a pickle: loaded only when trusted)
 TRAIN_LOG = "train.log"                # everything training printed
 COMPLETE = "complete.json"             # written last by classify.train: the run finished
-THRESHOLDS = "thresholds.json"         # the decision threshold tuned on val (classify.thresholds)
-CALIBRATION = "calibration.json"       # score calibration fitted on val (classify.evaluate)
-METRICS = "metrics.json"               # every evaluation number with its formula
-REPORT = "report.html"                 # the self-contained evaluation page
-SCORES = "scores.csv"                  # per-clip scores of the last evaluated split
 LATEST = "latest"                      # runs/latest: symlink to the newest complete run
 HISTORY_COLUMNS = ("epoch", "train_loss", "valid_loss", "accuracy", "roc_auc", "eer", "time")
 TRAIN_HINT = "train one with `make train` or `classify-train --images images --out runs`"
@@ -46,15 +41,36 @@ PICKLE_WARNING = (
     "or downloaded run can run any command as you. Only use --trust-pickle for runs you made yourself "
     "or got from someone you trust.")
 
+# The evaluation's outputs form one set (classify.outputset): RUN/evaluations/<split>-<time>-<pid>/ holds them all,
+# and RUN/evaluation is a symlink to the current complete set, swapped in one step. Readers resolve it once
+# (`evaluation_dir`) and read every file of the set from the folder it resolved to.
+EVALUATION_LINK = "evaluation"
+EVALUATIONS_DIR = "evaluations"
+THRESHOLDS_FILE = "thresholds.json"     # decision threshold tuned on val (classify.thresholds)
+CALIBRATION_FILE = "calibration.json"   # score -> LLR map fitted on val (classify.calibration)
+METRICS_FILE = "metrics.json"           # every evaluation number with its formula
+REPORT_FILE = "report.html"             # the self-contained evaluation page
+SCORES_FILE = "scores.csv"              # a copy of scores-<evaluated split>.csv
 
-def scores_csv(split: str) -> str:
-    """Return the per-clip scores file of `split` (scores-<split>.csv)."""
+
+def scores_csv_name(split: str) -> str:
+    """Return the name of a split's score table (every clip: label, metadata, spoof_prob, score, llr, pred)."""
     return f"scores-{split}.csv"
 
 
-def scores_txt(split: str) -> str:
-    """Return the ASVspoof-style score file of `split` (scores-<split>.txt)."""
+def scores_2019_name(split: str) -> str:
+    """Return the name of the ASVspoof 2019 CM score file: `<trial> <system|-> <key> <score>`."""
     return f"scores-{split}.txt"
+
+
+def scores_2021_name(split: str) -> str:
+    """Return the name of the ASVspoof 2021 eval-package score file: `<trial> <score>`."""
+    return f"scores-{split}-2021.txt"
+
+
+def scores_asvspoof5_name(split: str) -> str:
+    """Return the name of the ASVspoof 5 evaluation-package score file: TSV `filename<TAB>cm-score` (LLRs)."""
+    return f"scores-{split}-asvspoof5.tsv"
 
 
 def plot_png(name: str, split: str | None = None) -> str:
@@ -124,6 +140,16 @@ def mark_complete(run_dir, **facts) -> Path | None:
     path = run_dir / COMPLETE
     write_json(path, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, **facts})
     return path
+
+def evaluation_dir(run_dir: Path) -> Path | None:
+    """Return the folder of the run's current evaluation output set, resolved once (read every file of the set
+    from it), or None before any evaluation. A run evaluated by an older version keeps its files at the top."""
+    run_dir = Path(run_dir)
+    link = run_dir / EVALUATION_LINK
+    if link.is_symlink() or link.is_dir():
+        target = Path(os.path.realpath(link))
+        return target if target.is_dir() else None
+    return run_dir if (run_dir / THRESHOLDS_FILE).is_file() else None
 
 
 def is_main_process() -> bool:

@@ -101,7 +101,7 @@ def test_version_comes_from_the_package_metadata_or_pyproject(capsys):
 
 
 def _commands():
-    from classify import evaluate, predict, train
+    from classify import compare, evaluate, predict, train
     from spec2img import __main__ as convert_cli, audit, demo
     return {"spec2img": (convert_cli.build_parser(), [convert_cli.ConvertPaths, convert_cli.ConvertOptions,
                                                       convert_cli.SpecConfig]),
@@ -109,11 +109,12 @@ def _commands():
             "spec2img-audit": (audit.build_parser(), [audit.AuditPaths]),
             "classify-train": (train.build_parser(), [train.TrainConfig]),
             "classify-evaluate": (evaluate.build_parser(), [evaluate.EvalRuns, evaluate.EvalSettings]),
+            "classify-compare": (compare.build_parser(), [compare.ComparePaths, compare.CompareSettings]),
             "classify-predict": (predict.build_parser(), [predict.PredictSettings])}
 
 
 @pytest.mark.parametrize("command", ["spec2img", "spec2img-demo", "spec2img-audit", "classify-train",
-                                     "classify-evaluate", "classify-predict"])
+                                     "classify-evaluate", "classify-compare", "classify-predict"])
 def test_every_command_option_has_help_and_the_dataclass_default(command):
     parser, classes = _commands()[command]
     helps = _help(parser)

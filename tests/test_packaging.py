@@ -25,7 +25,7 @@ COMMANDS = sorted(PYPROJECT["project"]["scripts"])
 def test_every_stage_has_a_console_command_pointing_at_a_main_function():
     import importlib
     assert {"spec2img", "spec2img-demo", "spec2img-audit", "classify-train", "classify-evaluate",
-            "classify-predict"} <= set(COMMANDS)
+            "classify-compare", "classify-predict"} <= set(COMMANDS)
     for name, target in PYPROJECT["project"]["scripts"].items():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function)), name
