@@ -34,6 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from classify import runfolder
 from spec2img.cli import build_parser, parse_settings
 from spec2img.fileio import write_json
 
@@ -154,13 +155,13 @@ def device_name(device: str) -> str:
 
 def read_history(run: Path) -> list[dict]:
     """Return history.csv's rows as floats."""
-    with open(run / "history.csv", newline="") as f:
+    with open(run / runfolder.HISTORY, newline="") as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def train_figures(run: Path) -> dict:
     """Return what a training run reports: loader, storage, precision, img/s per epoch, kept validation EER."""
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / runfolder.CONFIG).read_text())
     history = read_history(run)
     n_train = sum(config["data"]["counts"]["train"].values())
     n_val = sum(config["data"]["counts"]["val"].values())
@@ -262,7 +263,7 @@ def step_evaluate(check: Check, name: str, run: Path | None) -> dict | None:
         return None
     ok = check.run(step, ["-m", "classify.evaluate", run, "--split", "test", "--device", check.device])
     if ok:
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics = json.loads((runfolder.evaluation_dir(run) / runfolder.METRICS_FILE).read_text())
         eer = metrics["metrics"]["eer"]["value"]
         step.details = {"test_eer": eer, "counts": metrics["counts"]}
         step.figure = f"test EER {100 * eer:.2f}% on {sum(metrics['counts']['test'].values())} images"
@@ -302,7 +303,7 @@ def step_predict(check: Check, run: Path | None) -> None:
         return
     pickled = check.work / "pickle-only-run"
     pickled.mkdir(exist_ok=True)
-    for name in ("export.pkl", "config.json"):  # no model.safetensors, no model.json
+    for name in (runfolder.EXPORT, runfolder.CONFIG, runfolder.COMPLETE):  # no model.safetensors, no model.json
         shutil.copy(run / name, pickled / name)
     out = check.work / "predict-pickle.json"
     if check.run(step, ["-m", "classify.predict", "--run", pickled, audio, "--out", out, "--format", "json",
