@@ -14,15 +14,16 @@ Steps, each the command a user runs, in a subprocess with its output kept in WOR
   export.pkl    classify.predict --trust-pickle from a copy of the run holding export.pkl and
                 config.json only (no model.safetensors, no model.json); compared with the safetensors scores
   bench-train   benchmarks.train_throughput (CUDA defaults: resnet101 and efficientnet_b4 at
-                3x128x400, batch 128): project path / plain-PyTorch ceiling, DataBlock / ceiling
-  bench-predict benchmarks.predict_throughput: clips/s end to end on the CPU and the GPU
+                3x128x400, batch 128): project path / plain-PyTorch ceiling, out of core (image cache,
+                memory budget below the data) / ceiling, DataBlock / ceiling
+  bench-predict benchmarks.predict_throughput: the front end's clips/s with 1 and all workers and its
+                scaling, the model's, and end to end on the CPU and the GPU against min(front end, model)
 A failed step is reported and the next one runs; a step not started before --budget seconds is
 skipped, so the check ends in time. The table goes to stdout and, with every figure, to
 OUT/gpu_check.json (rewritten after each step: a check cut short keeps what it measured).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -35,6 +36,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from classify import runfolder
+from spec2img.cli import build_parser, parse_settings
 from spec2img.fileio import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,11 +66,14 @@ class Sizes:
     bench_predict: tuple   # benchmarks.predict_throughput flags
 
 
-GPU_SIZES = Sizes(200, 20, (), 6, 64, ("resnet101", "efficientnet_b4"), 64, (), ())
+# bench-train's host-memory check (--memory-sizes) belongs to the CPU run; bench-predict scores enough clips
+# that starting its 16 workers (forks of a process holding torch and CUDA) is a small part of the time
+GPU_SIZES = Sizes(200, 20, (), 6, 64, ("resnet101", "efficientnet_b4"), 64, ("--memory-sizes", "0"),
+                  ("--clips", "4000", "--rounds", "1"))
 SMOKE_SIZES = Sizes(8, 4, ("--n-mels", "32", "--duration", "1"), 1, 16, ("resnet18", "efficientnet_b0"), 16,
                     ("--arch", "simple_cnn", "--height", "32", "--width", "100", "--bs", "8", "--images", "32",
-                     "--epochs", "1", "--steps", "2"),
-                    ("--clips", "6", "--arch", "simple_cnn", "--bs", "8"))
+                     "--epochs", "1", "--steps", "2", "--memory-sizes", "0"),
+                    ("--clips", "6", "--arch", "simple_cnn", "--bs", "8", "--rounds", "1"))
 
 
 @dataclass
@@ -154,13 +160,13 @@ def device_name(device: str) -> str:
 
 def read_history(run: Path) -> list[dict]:
     """Return history.csv's rows as floats."""
-    with open(run / "history.csv", newline="") as f:
+    with open(run / runfolder.HISTORY, newline="") as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def train_figures(run: Path) -> dict:
     """Return what a training run reports: loader, storage, precision, img/s per epoch, kept validation EER."""
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / runfolder.CONFIG).read_text())
     history = read_history(run)
     n_train = sum(config["data"]["counts"]["train"].values())
     n_val = sum(config["data"]["counts"]["val"].values())
@@ -262,7 +268,7 @@ def step_evaluate(check: Check, name: str, run: Path | None) -> dict | None:
         return None
     ok = check.run(step, ["-m", "classify.evaluate", run, "--split", "test", "--device", check.device])
     if ok:
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics = json.loads((runfolder.evaluation_dir(run) / runfolder.METRICS_FILE).read_text())
         eer = metrics["metrics"]["eer"]["value"]
         step.details = {"test_eer": eer, "counts": metrics["counts"]}
         step.figure = f"test EER {100 * eer:.2f}% on {sum(metrics['counts']['test'].values())} images"
@@ -302,7 +308,7 @@ def step_predict(check: Check, run: Path | None) -> None:
         return
     pickled = check.work / "pickle-only-run"
     pickled.mkdir(exist_ok=True)
-    for name in ("export.pkl", "config.json"):  # no model.safetensors, no model.json
+    for name in (runfolder.EXPORT, runfolder.CONFIG, runfolder.COMPLETE):  # no model.safetensors, no model.json
         shutil.copy(run / name, pickled / name)
     out = check.work / "predict-pickle.json"
     if check.run(step, ["-m", "classify.predict", "--run", pickled, audio, "--out", out, "--format", "json",
@@ -322,12 +328,14 @@ def step_bench_train(check: Check):
         rows = []
         for arch, r in report["archs"].items():
             detail = {"ceiling_img_s": r["ceiling"]["images_per_s"], "project_img_s": r["project"]["images_per_s"],
-                      "project_ratio": r["ratio"]}
+                      "project_ratio": r["ratio"], "out_of_core_img_s": r["out-of-core"]["images_per_s"],
+                      "out_of_core_ratio": r["out_of_core_ratio"]}
             if "datablock" in r:
                 detail.update(datablock_img_s=r["datablock"]["images_per_s"], datablock_ratio=r["datablock"]["ratio"])
             step.details[arch] = detail
             rows.append(f"{arch} {r['project']['images_per_s']:,.0f}/{r['ceiling']['images_per_s']:,.0f} img/s = "
-                        f"{r['ratio']:.2f}" + (f", datablock {r['datablock']['ratio']:.2f}" if "datablock" in r else ""))
+                        f"{r['ratio']:.2f}, out of core {r['out_of_core_ratio']:.2f}"
+                        + (f", datablock {r['datablock']['ratio']:.2f}" if "datablock" in r else ""))
         step.details["shape"] = [report["height"], report["width"], report["bs"]]
         step.figure = "project/ceiling: " + "; ".join(rows) + f" ({report['height']}x{report['width']}, bs {report['bs']})"
     if check.cfg.smoke:
@@ -391,15 +399,9 @@ def run_check(cfg: CheckConfig) -> int:
 
 
 def main(argv=None) -> int:
-    d = CheckConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=d.out, help="folder of gpu_check.json (default benchmarks/out)")
-    p.add_argument("--work", default=d.work, help="scratch folder kept afterwards (default: a temporary one, removed)")
-    p.add_argument("--device", default=d.device, help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes and architectures: the whole check on a CPU")
-    p.add_argument("--budget", type=float, default=d.budget, help="seconds after which no step starts (default 480)")
-    a = p.parse_args(argv)
-    return run_check(CheckConfig(out=a.out, work=a.work, device=a.device, smoke=a.smoke, budget=a.budget))
+    cfg, = parse_settings(build_parser("python -m benchmarks.gpu_check", __doc__.split("\n\n")[0], [CheckConfig]),
+                          argv, CheckConfig)
+    return run_check(cfg)
 
 
 if __name__ == "__main__":

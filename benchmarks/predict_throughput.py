@@ -25,21 +25,21 @@ benchmarks/out/predict_throughput.json.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from benchmarks.convert_throughput import cpu_seconds, make_corpus
-from classify import model_io, predict
+from classify import model_io, predict, runfolder
 from classify.archs import build_model
 from classify.train import TrainConfig, model_description
 from classify.windows import iter_pieces, resolve_workers
+from spec2img.cli import build_parser, parse_settings
 from spec2img.config import SpecConfig
 from spec2img.convert import ConvertOptions, convert_rows
 from spec2img.fileio import write_json
@@ -53,6 +53,7 @@ def make_run(folder: Path, arch: str, spec: SpecConfig) -> Path:
     description = model_description(TrainConfig(arch=arch, pretrained=False), spec.to_dict(), spec.image_shape)
     run = folder / f"{arch}-bench"
     model_io.save_model(run, build_model(description["builder"], pretrained=False).eval(), description)
+    runfolder.mark_complete(run)
     return run
 
 
@@ -97,11 +98,11 @@ def bench_convert(rows: list[ClipRow], folder: Path, spec: SpecConfig) -> float:
     return len(rows) / (time.perf_counter() - start)
 
 
-def measure(args, folder: Path) -> dict:
-    """Run every measurement on the same clips; return the report."""
+def measure(args: "PredictBench", folder: Path, unique: int) -> dict:
+    """Run every measurement on the same clips (`unique` generated files, cycled); return the report."""
     spec = SpecConfig.from_dict(model_io.read_description(args.run)["spec"]) if args.run else SpecConfig()
-    print(f"generating {args.unique} clips of {spec.duration:g} s ...", flush=True)
-    rows = make_corpus(folder / "audio", args.unique, spec.duration)
+    print(f"generating {unique} clips of {spec.duration:g} s ...", flush=True)
+    rows = make_corpus(folder / "audio", unique, spec.duration)
     files = [rows[i % len(rows)].path for i in range(args.clips)]
     run = args.run or make_run(folder, args.arch, spec)
     arch = model_io.read_description(run).get("arch")
@@ -170,20 +171,23 @@ def print_report(r: dict) -> None:
           f"1-min load average {r['load_average_1min']} on {r['cores']} cores: wall-clock scaling needs idle cores)")
 
 
+@dataclass(frozen=True)
+class PredictBench:
+    run: Path | None = None       # an existing run folder (default: make one with random weights)
+    arch: str = "lcnn"            # architecture of the made run
+    clips: int = 1000             # clips scored per timed run (starting the workers, ~0.1 s each when torch is
+                                  # loaded, is then a few percent)
+    unique: int = 200             # distinct generated files, cycled through
+    bs: int = 64                  # predict batch size
+    workers: int = 0              # front-end workers (0: every core)
+    rounds: int = 3               # timed rounds; the best counts
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, default=None, help="an existing run folder (default: make one)")
-    parser.add_argument("--arch", default="lcnn", help="architecture of the made run (default lcnn)")
-    parser.add_argument("--clips", type=int, default=1000, help="clips scored per timed run (default 1000: starting "
-                        "the workers, ~0.1 s each when torch is loaded, is then a few percent)")
-    parser.add_argument("--unique", type=int, default=200, help="distinct generated files, cycled (default 200)")
-    parser.add_argument("--bs", type=int, default=64, help="predict batch size (default 64)")
-    parser.add_argument("--workers", type=int, default=0, help="front-end workers (default 0: every core)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds; the best counts (default 3)")
-    args = parser.parse_args()
-    args.unique = min(args.unique, args.clips)
+    args, = parse_settings(build_parser("python -m benchmarks.predict_throughput", __doc__.split("\n\n")[0],
+                                        [PredictBench]), None, PredictBench)
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
-        report = measure(args, Path(tmp))
+        report = measure(args, Path(tmp), min(args.unique, args.clips))
     print_report(report)
     write_json(OUT / "predict_throughput.json", report)
     print(f"written to {OUT / 'predict_throughput.json'}")
