@@ -105,13 +105,13 @@ browser: ## install Debian's Chromium for the report test, when missing (needs r
 test: $(STAMP) browser ## run the test suite (CPU only, no network, generated data only)
 	$(PY) -m pytest -q tests
 
-bench-convert: $(STAMP) ## conversion clips/s: 1 worker, all workers, matplotlib specshow approach; ratios
+bench-convert: $(STAMP) ## conversion clips/s: 1 worker, all workers, N x 1 side by side, matplotlib approach; ratios
 	$(PY) -m benchmarks.convert_throughput
 
-bench-train: $(STAMP) ## training images/s: plain PyTorch ceiling vs the project's path; ratio
+bench-train: $(STAMP) ## training images/s: plain PyTorch ceiling vs the project's path in memory and out of core; ratios
 	$(PY) -m benchmarks.train_throughput
 
-bench-predict: $(STAMP) ## predict clips/s end to end from 4 s audio files, against conversion clips/s
+bench-predict: $(STAMP) ## predict clips/s: front end with 1 and all workers (scaling), model, end to end vs min(both)
 	$(PY) -m benchmarks.predict_throughput
 
 gpu-wheels: ## download into .whl/ the wheels the offline GPU machine lacks (fastai, librosa and their small deps; cp312)

@@ -2,8 +2,12 @@
 per-clip librosa.display.specshow + matplotlib savefig, on the same generated 4-s clips.
 
 Prints clips/s, the ratios against the targets (1 worker >= 10x matplotlib; all workers >= 80% of linear
-scaling) and the peak memory of the process tree at two corpus sizes (it should stay flat). Also writes
-benchmarks/out/convert_throughput.json.  Usage: python -m benchmarks.convert_throughput [--clips 200]
+scaling) and the peak memory of the process tree at two corpus sizes (it should stay flat). To tell the
+pool's own losses from the machine's, the same clips are also converted by N one-worker converters side by
+side (forked, each on 1/N of the clips into its own folder, released together): `machine_scaling` is what
+N busy cores give here with no pool at all (below 1 on SMT siblings, shared caches or a shared machine),
+`pool_vs_independent` what the pool reaches of that. Also writes benchmarks/out/convert_throughput.json.
+Usage: python -m benchmarks.convert_throughput [--clips 400] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -93,6 +97,40 @@ def run_converter(rows, out: Path, workers: int, cfg: SpecConfig) -> dict:
             "cpu_ms_per_clip": round(1000 * cpu / len(rows), 2)}
 
 
+def _timed_share(target, args, barrier, queue) -> None:
+    barrier.wait()
+    start = time.perf_counter()
+    target(*args)
+    queue.put(time.perf_counter() - start)
+
+
+def run_independently(target, shares: list[tuple]) -> float:
+    """Return the seconds N forked processes take to run `target(*share)`, one share each, all released at
+    once (from the release to the last one done): the same work with no pool, no task queue and no results
+    sent back, i.e. what this machine's cores give N copies of a one-worker run (SMT siblings, shared caches
+    and other jobs on a shared machine make it less than N times one)."""
+    import multiprocessing as mp
+    context = mp.get_context("fork")
+    barrier, queue = context.Barrier(len(shares)), context.Queue()
+    children = [context.Process(target=_timed_share, args=(target, share, barrier, queue)) for share in shares]
+    for child in children:
+        child.start()
+    seconds = [queue.get(timeout=3600) for _ in children]
+    for child in children:
+        child.join()
+    if any(child.exitcode != 0 for child in children):
+        raise SystemExit("an independent benchmark process failed")
+    return max(seconds)
+
+
+def run_converter_independently(rows, out: Path, workers: int, cfg: SpecConfig) -> dict:
+    """Return clips/s of `workers` one-worker converters run side by side, each on its own share of `rows`
+    into its own folder (run_independently)."""
+    shares = [(rows[k::workers], out / f"share{k}", 1, cfg) for k in range(workers)]
+    seconds = run_independently(run_converter, shares)
+    return {"clips": len(rows), "clips_per_s": round(len(rows) / seconds, 2)}
+
+
 def run_converter_for_memory(rows, out: Path, workers: int, cfg: SpecConfig) -> dict:
     """Return clips/s and peak MB of the converter run in a fresh process (as the command line runs),
     so the number is not inflated by what this benchmark process has loaded or freed before."""
@@ -148,20 +186,25 @@ def measure(args, cfg: SpecConfig, cores: int) -> dict:
         run_reference(small[:3], tmp / "warmup_ref", cfg)
         print("running ...", flush=True)
         result = {"cores": cores, "reference": run_reference(small[:args.reference_clips], tmp / "ref", cfg)}
-        one, every = [], []
+        one, every, apart = [], [], []
         for r in range(args.rounds):                                   # interleaved: same machine load
             one.append(run_converter(small, tmp / f"one{r}", 1, cfg))
             every.append(run_converter(small, tmp / f"all{r}", 0, cfg))
+            apart.append(run_converter_independently(small, tmp / f"apart{r}", cores, cfg))
         result["one_worker"] = max(one, key=lambda x: x["clips_per_s"])
         result["all_workers"] = max(every, key=lambda x: x["clips_per_s"])
+        result["independent"] = max(apart, key=lambda x: x["clips_per_s"])
         result["rounds"] = {"one_worker": [x["clips_per_s"] for x in one],
-                            "all_workers": [x["clips_per_s"] for x in every]}
+                            "all_workers": [x["clips_per_s"] for x in every],
+                            "independent": [x["clips_per_s"] for x in apart]}
         result["memory_small"] = run_converter_for_memory(small, tmp / "mem_small", 0, cfg)
         result["memory_big"] = run_converter_for_memory(rows, tmp / "mem_big", 0, cfg)
         result["load_average_1min"] = round(os.getloadavg()[0], 2)
     one, every = result["one_worker"], result["all_workers"]
     result["one_worker_vs_matplotlib"] = round(one["clips_per_s"] / result["reference"]["clips_per_s"], 2)
     result["scaling_efficiency"] = round(every["clips_per_s"] / (cores * one["clips_per_s"]), 3)
+    result["machine_scaling"] = round(result["independent"]["clips_per_s"] / (cores * one["clips_per_s"]), 3)
+    result["pool_vs_independent"] = round(every["clips_per_s"] / result["independent"]["clips_per_s"], 3)
     result["cpu_efficiency"] = round(one["cpu_ms_per_clip"] / every["cpu_ms_per_clip"], 3)
     return result
 
@@ -172,8 +215,8 @@ def print_report(r: dict) -> None:
     small, big = r["memory_small"], r["memory_big"]
     print(f"\n{'approach':32s} {'clips':>6s} {'clips/s':>9s} {'CPU ms/clip':>12s} {'peak MB (tree)':>15s}")
     for name, x in (("matplotlib specshow + savefig", ref), ("converter, 1 worker", one),
-                    (f"converter, {cores} workers", every), (f"converter, {cores} workers", small),
-                    (f"converter, {cores} workers", big)):
+                    (f"converter, {cores} workers", every), (f"{cores} x 1 worker side by side", r["independent"]),
+                    (f"converter, {cores} workers", small), (f"converter, {cores} workers", big)):
         rate = f"{x['clips_per_s']:.1f}" if "clips_per_s" in x else "-"
         cpu = f"{x['cpu_ms_per_clip']:.1f}" if "cpu_ms_per_clip" in x else "-"
         mb = f"{x['peak_memory_mb']}" if "peak_memory_mb" in x else "-"
@@ -183,8 +226,11 @@ def print_report(r: dict) -> None:
     print(f"scaling on {cores} cores:            {scaling:6.0%}   ({cores}-worker clips/s / ({cores} x 1-worker clips/s); "
           f"target >= 80%: {'met' if scaling >= 0.8 else 'NOT met'}; best of {len(r['rounds']['one_worker'])} rounds "
           f"{r['rounds']})")
-    print(f"CPU per clip, 1 vs {cores} workers:  {cpu_eff:6.0%}   (below 100% = work the pool adds; wall-clock "
-          f"scaling also needs idle cores: 1-min load average {r['load_average_1min']} on {cores} cores)")
+    print(f"this machine's own scaling:     {r['machine_scaling']:6.0%}   ({cores} one-worker converters side by side, "
+          f"each on 1/{cores} of the clips, no pool: what {cores} busy cores give here); the pool reaches "
+          f"{r['pool_vs_independent']:.0%} of that")
+    print(f"CPU per clip, 1 vs {cores} workers:  {cpu_eff:6.0%}   (below 100%: the same work costs more CPU when "
+          f"{cores} processes run at once; 1-min load average {r['load_average_1min']} on {cores} cores)")
     flat = big["peak_memory_mb"] <= small["peak_memory_mb"] * 1.15 + 20
     print(f"peak memory, {small['clips']} -> {big['clips']} clips: {small['peak_memory_mb']} -> "
           f"{big['peak_memory_mb']} MB ({'flat' if flat else 'GROWS'}; proportional set size of the process tree)")

@@ -18,8 +18,12 @@ best round counting:
   end to end              classify.predict.score_files with N workers: front end overlapped with the model
                           (pool start included), rows assembled in input order
 Figures: frontend_scaling = N-worker clips/s / (N x 1-worker clips/s) (target >= 0.8 on the CPU);
-end_to_end_vs_bound = end to end / min(front end with N workers, model) (target >= 0.9); and CPU time per
-clip, which machine load does not change. On CUDA the model and end to end also run on the GPU. The
+machine_scaling = the same for N one-worker front ends run side by side in forked processes, each on 1/N of
+the clips, with no pool (what N busy cores give on this machine: below 1 on SMT siblings, shared caches or a
+shared machine), and frontend_vs_independent = the parallel front end / that; pool_start_s = the seconds to
+start the N workers;
+end_to_end_vs_bound = end to end / min(front end with N workers, model) (target >= 0.9); and the CPU time per
+clip of this process and its workers. On CUDA the model and end to end also run on the GPU. The
 conversion stage (1 process, PNGs and manifest written) is timed once for reference. Writes
 benchmarks/out/predict_throughput.json.
 """
@@ -34,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.convert_throughput import cpu_seconds, make_corpus
+from benchmarks.convert_throughput import cpu_seconds, make_corpus, run_independently
 from classify import model_io, predict, runfolder
 from classify.archs import build_model
 from classify.train import TrainConfig, model_description
@@ -77,6 +81,16 @@ def front_end(files: list[Path], spec: SpecConfig, workers: int) -> list[np.ndar
             raise SystemExit(f"benchmark clip failed: {files[piece.index]}: {piece.error}")
         images.append(piece.images)
     return images
+
+
+def pool_start_seconds(spec: SpecConfig, workers: int) -> float:
+    """Return the seconds from asking for `workers` front-end workers to the first answer from each (forking
+    this process, which holds torch, and setting the workers up)."""
+    from spec2img.convert import worker_pool
+    start = time.perf_counter()
+    with worker_pool(workers, spec, torch_free=True) as pool:
+        pool.map(abs, range(workers), chunksize=1)
+        return time.perf_counter() - start
 
 
 def end_to_end(files: list[Path], predictor, bs: int, workers: int) -> None:
@@ -124,6 +138,9 @@ def measure(args: "PredictBench", folder: Path, unique: int) -> dict:
         rounds.setdefault("front end, 1 worker", []).append(timed(lambda: front_end(files, spec, 1), len(files)))
         rounds.setdefault(f"front end, {workers} workers", []).append(
             timed(lambda: front_end(files, spec, workers), len(files)))
+        seconds = run_independently(front_end, [(files[k::workers], spec, 1) for k in range(workers)])
+        rounds.setdefault(f"front end, {workers} x 1 side by side", []).append(
+            {"clips_per_s": len(files) / seconds, "cpu_ms_per_clip": None, "seconds": seconds})
         for d in devices:
             model, description = models[d]
             some = images[:max(args.bs, min(len(images), 512))]       # the model's rate is steady: fewer windows do
@@ -138,9 +155,14 @@ def measure(args: "PredictBench", folder: Path, unique: int) -> dict:
               "torch_threads": torch.get_num_threads(),
               "cuda": torch.cuda.get_device_name() if "cuda" in devices else None,
               "clips_per_s": {name: round(x["clips_per_s"], 1) for name, x in best.items()},
-              "cpu_ms_per_clip": {name: round(x["cpu_ms_per_clip"], 2) for name, x in best.items()},
+              "cpu_ms_per_clip": {name: round(x["cpu_ms_per_clip"], 2) for name, x in best.items()
+                                  if x["cpu_ms_per_clip"] is not None},
               "rounds": {name: [round(x["clips_per_s"], 1) for x in runs] for name, runs in rounds.items()}}
     report["frontend_scaling"] = round(every["clips_per_s"] / (workers * one["clips_per_s"]), 3)
+    apart = best[f"front end, {workers} x 1 side by side"]["clips_per_s"]
+    report["machine_scaling"] = round(apart / (workers * one["clips_per_s"]), 3)
+    report["frontend_vs_independent"] = round(every["clips_per_s"] / apart, 3)
+    report["pool_start_s"] = round(pool_start_seconds(spec, workers), 3)
     report["frontend_cpu_efficiency"] = round(one["cpu_ms_per_clip"] / every["cpu_ms_per_clip"], 3)
     for d in devices:
         bound = min(every["clips_per_s"], best[f"model/{d}"]["clips_per_s"])
@@ -162,7 +184,10 @@ def print_report(r: dict) -> None:
     n, scaling = r["workers"], r["frontend_scaling"]
     print(f"\nfront end scaling on {n} workers: {scaling:6.0%}  ({n}-worker clips/s / ({n} x 1-worker clips/s); "
           f"target >= 80%: {'met' if scaling >= 0.8 else 'NOT met'}); CPU per clip, 1 vs {n} workers: "
-          f"{r['frontend_cpu_efficiency']:.0%} (below 100% = work the pool adds)")
+          f"{r['frontend_cpu_efficiency']:.0%}")
+    print(f"this machine's own scaling: {r['machine_scaling']:6.0%}  ({n} one-worker front ends side by side, each on "
+          f"1/{n} of the clips, no pool); the parallel front end reaches {r['frontend_vs_independent']:.0%} of that; "
+          f"starting its {n} workers takes {r['pool_start_s']:.2f} s")
     for key in [k for k in r if k.startswith("end_to_end_vs_bound")]:
         device = key.rpartition("_")[2] if key != "end_to_end_vs_bound" else "cpu"
         print(f"end to end / min(front end, model) on {device}: {r[key]:6.0%}  (target >= 90%: "
