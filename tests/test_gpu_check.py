@@ -29,6 +29,7 @@ def test_the_gpu_check_runs_every_step_at_its_smoke_size_and_prints_one_table(tm
     assert steps["train lcnn memory"]["details"]["precision"] == "fp32"
     assert steps["predict export.pkl only (cpu)"]["details"]["max_abs_score_diff"] <= 1e-5
     assert set(steps["bench-train"]["details"]) >= {"simple_cnn", "shape"}
+    assert steps["bench-train"]["details"]["simple_cnn"]["out_of_core_ratio"] > 0
     assert any(k.startswith("predict/cpu") for k in steps["bench-predict"]["details"]["clips_per_s"])
     table = proc.stdout[proc.stdout.index("GPU check on"):]
     assert all(name in table for name in STEPS) and "status" in table
