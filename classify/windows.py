@@ -145,9 +145,22 @@ def render_task(task: tuple[SpecConfig, float, list[tuple[int, str, int, int]]])
 # ---------------------------------------------------------------- many files, in order
 
 def resolve_workers(workers: int, files: int) -> int:
-    """Return the worker processes to use: `workers` (0 = every usable core), at most one per file."""
+    """Return the worker processes to use: `workers` (0 = every usable core), at most one per task."""
     from spec2img.convert import resolve_workers as all_cores
     return max(1, min(all_cores(workers), files))
+
+
+def count_tasks(files: Sequence[tuple[int, Path]], spec: SpecConfig, hop_fraction: float) -> int:
+    """Return how many pieces `files` make (a file that cannot be probed counts one); probes every file, so
+    only worth it for a few."""
+    pieces = 0
+    for _, path in files:
+        try:
+            duration = probe_audio(path).duration
+        except AudioError:
+            duration = 0.0
+        pieces += 1 if duration <= WHOLE_FILE_SECONDS else len(piece_plan(duration, spec, hop_fraction))
+    return pieces
 
 
 def iter_pieces(files: Sequence[tuple[int, Path]], spec: SpecConfig, hop_fraction: float = 0.5,
@@ -157,7 +170,9 @@ def iter_pieces(files: Sequence[tuple[int, Path]], spec: SpecConfig, hop_fractio
     (default 4 per worker; twice that while a long file's pieces are added). Closing the generator stops
     the workers."""
     files = list(files)
-    workers = resolve_workers(workers, len(files))
+    wanted = resolve_workers(workers, 1 << 30)
+    # fewer files than workers (one long recording, say): as many workers as pieces, no more (each costs a fork)
+    workers = resolve_workers(wanted, len(files) if len(files) >= wanted else count_tasks(files, spec, hop_fraction))
     if workers == 1:
         yield from _pieces_here(files, spec, hop_fraction)
         return

@@ -227,3 +227,21 @@ def test_kill_9_keeps_the_finished_rows_readable_and_a_rerun_completes_the_file(
     rows = list(csv.DictReader(out.open()))
     assert [r["path"] for r in rows] == [str(p) for p in files]
     assert rows[:len(kept)] == kept                                      # the kept rows, unchanged
+
+
+def test_one_long_file_is_spread_over_the_workers_and_one_short_file_starts_none(tmp_path, monkeypatch,
+                                                                                  pieces_of_long_files):
+    from spec2img import convert
+    started = []
+    real = convert.worker_pool
+
+    def recording(workers, *args, **kwargs):
+        started.append(workers)
+        return real(workers, *args, **kwargs)
+    monkeypatch.setattr(convert, "worker_pool", recording)
+    long = write_wave(tmp_path / "long.wav", bonafide_wave(7.3, 3))
+    short = write_wave(tmp_path / "short.wav", bonafide_wave(1.0, 4))
+    pieces = list(windows.iter_pieces([(0, long)], SPEC, 0.5, workers=2))
+    assert started == [2] and [p.piece for p in pieces] == [0, 1, 2, 3, 4]
+    list(windows.iter_pieces([(0, short)], SPEC, 0.5, workers=2))
+    assert started == [2]                                        # a single short file: rendered in this process
