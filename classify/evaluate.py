@@ -26,7 +26,7 @@ from spec2img.rows import LABELS
 
 from . import metrics as M
 from . import plots as P
-from .report import TopLossClip, render_report, write_report
+from .report import TopLossClip, explanation_section, render_report, write_report
 from spec2img.fileio import write_atomic
 from .thresholds import (RULES, choose_threshold_with_value, prob_to_score_threshold, read_thresholds,
                          write_thresholds)
@@ -74,6 +74,9 @@ class EvalSettings:
     top_k: int = 8                   # clips with the largest loss shown in the plot and the report
     audio_seconds: float = 4.0       # seconds of each top-loss clip embedded in the report
     device: str | None = None        # torch device; default cuda when available, else cpu
+    explain: bool = True             # attribution heat maps and the per-band summary in the report (classify.explain)
+    explain_sample: int = 256        # clips attributed for the per-band summary (seeded, half per class); 0: none
+    explain_examples: int = 3        # most confident correct clips of each class shown with their heat maps
 
 
 @dataclass
@@ -506,16 +509,37 @@ def evaluate_run(run_dir: Path, cfg: EvalSettings = EvalSettings(), log=print) -
     if val is not test:
         write_scores(run.run_dir, val, tuned, also_default=False)
     clips = top_loss_clips(test, cfg.top_k)
+    explained = explain_clips(run, cfg, test, clips, tuned, notes, log)
     plots = make_plots(run.run_dir, test, tuned, result, clips, notes)
     result["plots"] = {k: str(Path(v).name) for k, v in plots.items()}
+    if explained is not None:
+        result["explanations"] = explained.summary
     result["notes"] = notes
     write_atomic(run.run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
     page = render_report(
         f"Evaluation of {run.run_dir.name} on {cfg.split}", report_summary(result), result["metrics"],
         result["at_tuned_threshold"], result["at_0.5"], result["per_attack"], result["per_condition"],
-        {PLOT_TITLES[k]: v for k, v in plots.items()}, clips, notes, cfg.audio_seconds)
+        {PLOT_TITLES[k]: v for k, v in plots.items()}, clips, notes, cfg.audio_seconds,
+        explanations=explanation_section(explained.band_plot, explained.summary["reading"], explained.details,
+                                         explained.confident, cfg.audio_seconds) if explained is not None else "")
     result["report"] = str(write_report(run.run_dir, page))
     return result
+
+
+def explain_clips(run: LoadedRun, cfg: EvalSettings, test: SplitScores, clips: list[TopLossClip], tuned: float,
+                  notes: list[str], log=print):
+    """Return classify.explain's heat maps and per-band summary of the evaluated split, or None (with a note
+    saying why) when switched off or when the architecture cannot be explained."""
+    from .explain import ExplainError, explain_split
+    if not cfg.explain:
+        return None
+    try:
+        return explain_split(run.run_dir, run.model, run.description, test, clips, tuned, cfg.explain_sample,
+                             cfg.explain_examples, log)
+    except ExplainError as e:
+        notes.append(f"no heat maps or per-band summary: {e}")
+        log(f"warning: {e}")
+        return None
 
 
 def report_summary(result: dict) -> list[tuple[str, str]]:
@@ -602,11 +626,21 @@ def parse_args(argv=None) -> tuple[list[Path], EvalSettings]:
     p.add_argument("--top-k", type=int, default=8, help="top-loss clips shown in the report")
     p.add_argument("--audio-seconds", type=float, default=4.0, help="seconds of each top-loss clip in the report")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--explain", action=argparse.BooleanOptionalAction, default=EvalSettings.explain,
+                   help="attribution heat maps and the per-band summary in the report (--no-explain: none)")
+    p.add_argument("--explain-sample", type=int, default=EvalSettings.explain_sample,
+                   help="clips attributed for the per-band summary (a seeded sample, half per class, of a larger "
+                        "split; 0: no summary)")
+    p.add_argument("--explain-examples", type=int, default=EvalSettings.explain_examples,
+                   help="most confident correct clips of each class shown with their heat maps")
     a = p.parse_args(argv)
+    if a.explain_sample < 0 or a.explain_examples < 0:
+        p.error("--explain-sample and --explain-examples must be 0 or more")
     if a.rule == "far" and a.target_far is None:
         p.error("--rule far needs --target-far, e.g. --target-far 0.01")
     return a.runs, EvalSettings(a.split, a.rule, a.target_far, a.asv_scores, a.images, a.bs, a.top_k,
-                                a.audio_seconds, a.device)
+                                a.audio_seconds, a.device, explain=a.explain, explain_sample=a.explain_sample,
+                                explain_examples=a.explain_examples)
 
 
 def main(argv=None) -> int:

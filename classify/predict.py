@@ -2,6 +2,7 @@
 
     python -m classify.predict --run runs/latest AUDIO_OR_FOLDER... [--out scores.csv] [--format csv|json]
                                [--bs 64] [--hop 0.5] [--device cpu|cuda] [--trust-pickle] [--no-progress]
+                               [--explain DIR]
 
 Every file goes through the run's own front end: the spectrogram settings saved in the run's
 `model.json` ("spec") and `spec2img.features.clip_to_image`, the function that made the training
@@ -24,6 +25,9 @@ Output columns (one row per file, in input order; folders are walked recursively
   max_spoof_prob    spoof probability of the most-spoof window
   max_spoof_start   start of that window, seconds into the file
   status            "ok" or "error: <reason>" (the numbers are then empty)
+  explanation       with --explain DIR: the file's picture (its most-spoof window's spectrogram with the
+                    model's attribution heat map, and the spoof probability of every window); empty
+                    for a file that could not be scored (its status says why)
 
 Exit status:
   0  every file was scored
@@ -83,6 +87,7 @@ class PredictionRow:
     max_spoof_prob: float | None = None    # spoof probability of the most-spoof window
     max_spoof_start: float | None = None   # seconds: start of the most-spoof window
     status: str = "ok"                     # "ok" or "error: <reason>"
+    explanation: str = ""                  # --explain: the file's picture (empty when not drawn; "error: ..." if failed)
 
 
 COLUMNS = [f.name for f in fields(PredictionRow)]
@@ -95,6 +100,8 @@ class Predictor:
     threshold: float                                 # label spoof when spoof_prob >= threshold
     threshold_source: str                            # where the threshold came from, for the notice
     arch: str = ""                                   # model architecture, for the report header
+    model: object = None                             # the torch module (for --explain's attribution maps)
+    description: dict | None = None                  # its model.json (input size, normalization, builder)
 
 
 # ---------------------------------------------------------------- windows and scores (numpy)
@@ -196,8 +203,9 @@ class _Batcher:
 
 
 def score_files(files: list[Path], predictor: Predictor, bs: int = 64, hop_fraction: float = 0.5,
-                progress: bool = True) -> list[PredictionRow]:
-    """Return one PredictionRow per file, in order; a file that cannot be scored gets an error row."""
+                progress: bool = True, windows_out: dict | None = None) -> list[PredictionRow]:
+    """Return one PredictionRow per file, in order; a file that cannot be scored gets an error row.
+    `windows_out`, when given, receives {file index: [(window start s, window logits (2,)), ...]}."""
     from threadpoolctl import threadpool_limits
     rows = [PredictionRow(path=str(p)) for p in files]
     batcher = _Batcher(predictor.logits, bs)
@@ -205,6 +213,8 @@ def score_files(files: list[Path], predictor: Predictor, bs: int = 64, hop_fract
             progress_bar(total=len(files), desc="scoring", unit="file", enabled=progress and len(files) > 1) as bar:
         _queue_windows(files, rows, predictor.spec, batcher, hop_fraction, bar)
         batcher.flush()
+    if windows_out is not None:
+        windows_out.update(batcher.results)
     for index, row in enumerate(rows):
         if row.status != "ok":
             continue
@@ -308,7 +318,7 @@ def _safetensors_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
 
     def logits(images: np.ndarray) -> np.ndarray:
         return model_io.predict_logits(model, images, description, device=device, bs=bs)
-    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", str(description.get("arch", "")))
+    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", str(description.get("arch", "")), model, description)
 
 
 def _pickle_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
@@ -331,7 +341,8 @@ def _pickle_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
 
     def logits(images: np.ndarray) -> np.ndarray:
         return model_io.predict_logits(model, images, description, device=device, bs=bs)
-    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", f"{description.get('arch', '?')} (export.pkl)")
+    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", f"{description.get('arch', '?')} (export.pkl)", model,
+                     description)
 
 
 def _pickle_description(run_dir: Path) -> dict:
@@ -429,6 +440,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="allow loading a run that only has fastai's export.pkl (pickle runs code: "
                              "only for runs you trust)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--explain", type=Path, default=None, metavar="DIR",
+                        help="write one PNG per scored file into DIR: the spectrogram of its most-spoof window "
+                             "with the model's attribution heat map and, for files longer than one window, the "
+                             "spoof probability of every window; column `explanation` holds its path")
     args = parser.parse_args(argv)
     if not 0 < args.hop <= 1:
         parser.error(f"--hop {args.hop}: must be in (0, 1], a fraction of the window")
@@ -436,6 +451,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--bs {args.bs}: must be at least 1")
     if args.out is not None and args.out.is_dir():
         parser.error(f"--out {args.out} is a folder: give a file name such as {args.out / 'scores.csv'}")
+    if args.explain is not None and args.explain.exists() and not args.explain.is_dir():
+        parser.error(f"--explain {args.explain} is a file: give a folder for the pictures")
     return args
 
 
@@ -465,9 +482,22 @@ def main(argv: list[str] | None = None) -> int:
     except RunFolderError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if args.explain is not None:
+        from classify.explain import ExplainError, check_explainable
+        try:
+            log(f"--explain: {check_explainable(predictor.model, predictor.description)}")
+        except ExplainError as error:
+            print(f"error: --explain: {error}", file=sys.stderr)
+            return EXIT_USAGE
     log(f"run {args.run} ({predictor.arch}); threshold spoof_prob >= {predictor.threshold:.4g} from "
         f"{predictor.threshold_source}; {len(files)} file(s)")
-    rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=not args.no_progress)
+    windows = {} if args.explain is not None else None
+    rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=not args.no_progress,
+                       windows_out=windows)
+    if args.explain is not None:
+        from classify.explain import explain_files
+        drawn = explain_files(files, rows, windows, predictor, args.explain, args.hop, progress=not args.no_progress)
+        log(f"wrote {drawn} picture(s) to {args.explain}")
     _emit(rows, predictor, args)
     code = exit_code(rows)
     if code != EXIT_OK:

@@ -28,6 +28,7 @@ class TopLossClip:
     loss: float              # cross-entropy of the true class
     image: Path              # its spectrogram PNG
     audio: Path | None       # the original audio file (manifest path), None when unknown
+    heatmap: Path | None = None  # its attribution heat map (classify.explain), None when not explained
 
 
 def data_uri(data: bytes, mime: str) -> str:
@@ -98,7 +99,7 @@ def group_rows(groups: dict) -> str:
 
 
 def top_loss_cards(clips: list[TopLossClip], audio_seconds: float) -> str:
-    """Return one card per clip: its spectrogram beside an audio player of the original clip."""
+    """Return one card per clip: its spectrogram (and heat map, when explained) beside an audio player of the clip."""
     cards = []
     for c in clips:
         try:
@@ -108,7 +109,8 @@ def top_loss_cards(clips: list[TopLossClip], audio_seconds: float) -> str:
         except Exception as e:   # a moved or broken file must not sink the report: say why, keep going
             player = f"<div class='small'>original audio not playable: {_e(c.audio)}: {_e(e)}</div>"
         cards.append(
-            f"<div class='card'><img class='spec' alt='spectrogram of {_e(c.clip_id)}' src='{png_uri(c.image)}'>"
+            f"<div class='card'><div class='maps'><img class='spec' alt='spectrogram of {_e(c.clip_id)}' "
+            f"src='{png_uri(c.image)}'>{heatmap_img(c)}</div>"
             f"<div class='info'><b>{_e(c.clip_id)}</b><br>true: {_e(c.label)}"
             f"{' (' + _e(c.system) + ')' if c.system else ''}<br>spoof prob {c.spoof_prob:.4f} · "
             f"score {c.score:.3f} · loss {c.loss:.3f}{player}</div></div>")
@@ -125,12 +127,14 @@ figcaption{font-size:.85em;color:#555} .card{display:flex;gap:1em;align-items:fl
 padding:.6em;margin:.6em 0} img.spec{width:400px;max-width:55%;image-rendering:pixelated;border:1px solid #eee}
 .small{font-size:.8em;color:#666;word-break:break-all} audio{display:block;margin-top:.5em;width:100%}
 .note{background:#fff8e1;border:1px solid #f0d98c;padding:.5em .8em}
+.maps{display:flex;flex-direction:column;gap:.3em;width:420px;max-width:55%} .maps img.spec{width:100%;max-width:100%}
+img.heat{width:100%;border:1px solid #eee} .reading{font-size:1.05em;font-weight:600}
 """
 
 
 def render_report(title: str, summary: list[tuple[str, str]], metrics: dict, tuned: dict, fixed: dict,
                   per_attack: dict, per_condition: dict, plots: dict[str, Path], clips: list[TopLossClip],
-                  notes: list[str], audio_seconds: float = 4.0) -> str:
+                  notes: list[str], audio_seconds: float = 4.0, explanations: str = "") -> str:
     """Return the report page as one HTML string (all images and audio embedded)."""
     summary_html = "\n".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in summary)
     figures = "\n".join(f"<figure><img alt='{_e(name)}' src='{png_uri(p)}'><figcaption>{_e(name)}</figcaption></figure>"
@@ -167,6 +171,7 @@ def render_report(title: str, summary: list[tuple[str, str]], metrics: dict, tun
 </div>
 <h2>Top losses: listen to what the model got wrong</h2>
 {top_loss_cards(clips, audio_seconds)}
+{explanations}
 </body></html>
 """
 
@@ -174,3 +179,26 @@ def render_report(title: str, summary: list[tuple[str, str]], metrics: dict, tun
 def write_report(run_dir: Path, page: str) -> Path:
     """Write run_dir/report.html atomically and return its path."""
     return write_atomic(Path(run_dir) / REPORT_FILE, page)
+
+
+# ---------------------------------------------------------------- explanations (classify.explain)
+
+def heatmap_img(c: TopLossClip) -> str:
+    """Return the <img> of a clip's attribution heat map, or "" when it has none."""
+    if c.heatmap is None or not Path(c.heatmap).is_file():
+        return ""
+    return f"<img class='heat' alt='attribution heat map of {_e(c.clip_id)}' src='{png_uri(c.heatmap)}'>"
+
+
+def explanation_section(band_plot: Path | None, reading: str, details: list[str], confident: list[TopLossClip],
+                        audio_seconds: float) -> str:
+    """Return the report's explanation section: the per-band plot with its one-line reading and how it was made,
+    then the most confident correct clips of each class with their heat maps and audio players."""
+    plot = (f"<figure><img alt='attribution per frequency band' src='{png_uri(band_plot)}'>"
+            f"<figcaption>mean share of the attribution per band, by decision</figcaption></figure>"
+            if band_plot is not None and Path(band_plot).is_file() else "")
+    items = "".join(f"<li>{_e(d)}</li>" for d in details)
+    return (f"<h2>Where the model finds its evidence</h2>\n<p class='reading'>{_e(reading)}</p>\n{plot}\n"
+            f"<ul class='small'>{items}</ul>\n"
+            f"<h2>Most confident correct clips of each class, with their heat maps</h2>\n"
+            f"{top_loss_cards(confident, audio_seconds)}")
