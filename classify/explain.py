@@ -339,11 +339,14 @@ def explain_split(run_dir: Path, model, description: dict, s, clips: list, thres
 # ---------------------------------------------------------------- predict --explain: one picture per file
 
 def picture_names(files: list[Path]) -> list[str]:
-    """Return a distinct PNG name per file: its path with the folders joined by '__' ('a/b.wav' -> 'a__b.wav.png')."""
+    """Return a distinct PNG name per file: its path below the files' common folder, folders joined by '__'
+    ('clips/a/b.wav' with 'clips/c.wav' -> 'a__b.wav.png', 'c.wav.png'); repeats get '-2', '-3'."""
+    import os
+    paths = [Path(os.path.abspath(p)) for p in files]
+    common = Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else Path("/")
     names, used = [], set()
-    for path in files:
-        parts = [p for p in Path(path).parts if p not in (Path(path).anchor, "..", ".")]
-        base = "__".join(parts) or "audio"
+    for path in paths:
+        base = "__".join(path.relative_to(common).parts) or "audio"
         name, n = f"{base}.png", 1
         while name in used:
             n += 1

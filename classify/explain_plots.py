@@ -26,8 +26,13 @@ def row_ticks(axis: RowAxis) -> tuple[list[float], list[str]]:
         return [(first + stop - 1) / 2 for _, first, stop in axis.blocks], [name for name, _, _ in axis.blocks]
     rows = np.arange(len(axis.hz))
     low_first_hz, low_first_rows = axis.hz[::-1], rows[::-1]
-    ticks = [f for f in TICK_HZ if axis.hz.min() <= f <= axis.hz.max()]
-    return [float(np.interp(f, low_first_hz, low_first_rows)) for f in ticks], [hz_name(f) for f in ticks]
+    positions, labels = [], []
+    for f in (f for f in TICK_HZ[::-1] if axis.hz.min() <= f <= axis.hz.max()):   # from the top down
+        row = float(np.interp(f, low_first_hz, low_first_rows))
+        if not positions or row - positions[-1] >= len(rows) / 16:              # no labels on top of each other
+            positions.append(row)
+            labels.append(hz_name(f))
+    return positions, labels
 
 
 def draw_heatmap(ax, image: np.ndarray, attribution: np.ndarray, axis: RowAxis, start: float, duration: float):

@@ -295,6 +295,7 @@ def test_predict_explain_writes_one_picture_per_scored_file(tiny_run, tmp_path, 
     assert len(set(drawn.values())) == 4 and all(p.parent == pictures and p.is_file() for p in drawn.values())
     assert sorted(p.name for p in pictures.iterdir()) == sorted(p.name for p in drawn.values())   # nothing else
     assert f"wrote 4 picture(s) to {pictures}" in err
+    assert drawn["other/s.wav"].name == "other__s.wav.png" and drawn["s.wav"].name == "s.wav.png"
     one = Image.open(drawn["b.wav"]).size
     several = Image.open(drawn["partly.wav"]).size
     assert several[1] > 1.4 * one[1]                       # a long file also gets the per-window probability panel
@@ -311,5 +312,7 @@ def test_predict_explain_refuses_a_file_as_the_folder(tiny_run, tmp_path, capsys
 
 
 def test_picture_names_are_distinct_and_readable():
-    names = explain.picture_names([Path("a/s.wav"), Path("b/s.wav"), Path("/abs/x.flac"), Path("a/s.wav")])
-    assert names == ["a__s.wav.png", "b__s.wav.png", "abs__x.flac.png", "a__s.wav-2.png"]
+    names = explain.picture_names([Path("/data/a/s.wav"), Path("/data/b/s.wav"), Path("/data/x.flac"),
+                                   Path("/data/a/s.wav")])
+    assert names == ["a__s.wav.png", "b__s.wav.png", "x.flac.png", "a__s.wav-2.png"]
+    assert explain.picture_names([Path("/data/a/s.wav")]) == ["s.wav.png"]
