@@ -530,7 +530,8 @@ def explain_clips(run: LoadedRun, cfg: EvalSettings, test: SplitScores, clips: l
                   notes: list[str], log=print):
     """Return classify.explain's heat maps and per-band summary of the evaluated split, or None (with a note
     saying why) when switched off or when the architecture cannot be explained."""
-    from .explain import ExplainError, explain_split
+    from .explain import ExplainError
+    from .explain_outputs import explain_split
     if not cfg.explain:
         return None
     try:

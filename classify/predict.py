@@ -495,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=not args.no_progress,
                        windows_out=windows)
     if args.explain is not None:
-        from classify.explain import explain_files
+        from classify.explain_outputs import explain_files
         drawn = explain_files(files, rows, windows, predictor, args.explain, args.hop, progress=not args.no_progress)
         log(f"wrote {drawn} picture(s) to {args.explain}")
     _emit(rows, predictor, args)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from classify import explain
+from classify import explain, explain_outputs
 from classify.archs import IMAGENET_MEAN, IMAGENET_STD, build_model, builder_settings
 from spec2img.axes import row_axis
 from spec2img.config import SpecConfig
@@ -312,7 +312,7 @@ def test_predict_explain_refuses_a_file_as_the_folder(tiny_run, tmp_path, capsys
 
 
 def test_picture_names_are_distinct_and_readable():
-    names = explain.picture_names([Path("/data/a/s.wav"), Path("/data/b/s.wav"), Path("/data/x.flac"),
+    names = explain_outputs.picture_names([Path("/data/a/s.wav"), Path("/data/b/s.wav"), Path("/data/x.flac"),
                                    Path("/data/a/s.wav")])
     assert names == ["a__s.wav.png", "b__s.wav.png", "x.flac.png", "a__s.wav-2.png"]
-    assert explain.picture_names([Path("/data/a/s.wav")]) == ["s.wav.png"]
+    assert explain_outputs.picture_names([Path("/data/a/s.wav")]) == ["s.wav.png"]
