@@ -537,9 +537,9 @@ def explain_clips(run: LoadedRun, cfg: EvalSettings, test: SplitScores, clips: l
     try:
         return explain_split(run.run_dir, run.model, run.description, test, clips, tuned, cfg.explain_sample,
                              cfg.explain_examples, log)
-    except ExplainError as e:
+    except (ExplainError, OSError) as e:   # no convolutional stage, or an image gone since scoring: say so, go on
         notes.append(f"no heat maps or per-band summary: {e}")
-        log(f"warning: {e}")
+        log(f"warning: no heat maps or per-band summary: {e}")
         return None
 
 

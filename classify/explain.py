@@ -12,7 +12,8 @@ images; what rows and columns mean (Hz, seconds) comes from spec2img.axes for th
 Band summary: each map becomes shares per image row (row sums over the map's total), rows are grouped
 into bands (0-500 Hz, then octaves; coefficient groups for lfcc, whose rows are not frequencies), and
 the shares are averaged over the clips of each decided class, next to each band's share of the rows
-(what an attribution spread evenly over the image would give).
+(what an attribution spread evenly over the image would give). classify.explain_outputs turns maps
+into the report's pictures and predict --explain's; classify.explain_plots draws them.
 """
 from __future__ import annotations
 

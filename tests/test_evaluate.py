@@ -164,8 +164,8 @@ def test_metrics_json_agrees_with_scores_csv(run, evaluated):
 def test_report_embeds_everything(run, evaluated):
     page = (run / "report.html").read_text()
     assert "http://" not in page and "https://" not in page and "<script" not in page
-    assert page.count("<audio controls") == 4
-    assert page.count("data:audio/wav;base64,") == 4
+    assert page.count("<audio controls") == 4 + 2 * 3              # top losses + 3 confident correct clips per class
+    assert page.count("data:audio/wav;base64,") == 4 + 2 * 3
     assert page.count("data:image/png;base64,") >= 4 + 8
     for name in ("eer", "min_dcf", "act_dcf", "cllr", "roc_auc", "A01", "A02"):
         assert name in page

@@ -316,3 +316,21 @@ def test_picture_names_are_distinct_and_readable():
                                    Path("/data/a/s.wav")])
     assert names == ["a__s.wav.png", "b__s.wav.png", "x.flac.png", "a__s.wav-2.png"]
     assert explain_outputs.picture_names([Path("/data/a/s.wav")]) == ["s.wav.png"]
+
+
+def test_an_unexplainable_architecture_is_a_note_in_the_report_and_a_usage_error_in_predict(
+        evaluated, tiny_run, tmp_path, monkeypatch, capsys):
+    import shutil
+    from classify import archs, predict
+    from classify.evaluate import EvalSettings, evaluate_run
+    monkeypatch.delitem(archs.SCRATCH_ATTRIBUTION, "SimpleCNN")       # as if simple_cnn had no conv stage
+    run = shutil.copytree(evaluated[0], tmp_path / "run")
+    result = evaluate_run(run, EvalSettings(top_k=2), log=lambda *a: None)
+    note = next(n for n in result["notes"] if n.startswith("no heat maps or per-band summary"))
+    assert "cannot explain simple_cnn" in note and "SimpleCNN" in note
+    assert "explanations" not in result and "Where the model finds its evidence" not in (run / "report.html").read_text()
+    clip = write_wave(tmp_path / "b.wav", bonafide_wave(1.0, 7))
+    code = predict.main(["--run", str(tiny_run), str(clip), "--explain", str(tmp_path / "pictures"), "--no-progress"])
+    assert code == predict.EXIT_USAGE
+    assert "error: --explain: cannot explain simple_cnn" in capsys.readouterr().err
+    assert not (tmp_path / "pictures").exists()
