@@ -1,5 +1,5 @@
 """The files that classify.explain's maps become: for classify.evaluate, the heat maps of the shown clips and the
-per-band summary of the evaluated split (run_dir/explain-<split>/, band_attribution-<split>.png); for
+per-band summary of the evaluated split (in its output set: explain-<split>/, band_attribution-<split>.png); for
 classify.predict --explain, one picture per scored file.
 """
 from __future__ import annotations
@@ -26,18 +26,18 @@ class SplitExplanation:
     details: list[str] = field(default_factory=list)  # how the maps and the summary were made, for the report
 
 
-def explain_split(run_dir: Path, model, description: dict, s, clips: list, threshold: float, sample: int,
+def explain_split(folder: Path, model, description: dict, s, clips: list, threshold: float, sample: int,
                   examples: int, log=print) -> SplitExplanation:
-    """Explain a scored split (evaluate.SplitScores) towards its decisions at `threshold`: heat maps of the
-    top-loss `clips` (their .heatmap is set) and of the `examples` most confident correct clips per class, and
-    the per-band summary over a seeded sample of at most `sample` clips; files go to run_dir/explain-<split>/."""
+    """Explain a scored split (classify.scoring.SplitScores) towards its decisions at `threshold`: heat maps of the
+    top-loss `clips` (their .heatmap is set) and of the `examples` most confident correct clips per class, and the
+    per-band summary over a seeded sample of at most `sample` clips; files go into the output set `folder`
+    (explain-<split>/<clip_id>.png, band_attribution-<split>.png)."""
     from spec2img.axes import row_axis
     from spec2img.config import SpecConfig
 
     from .data import read_png_gray
-    from .evaluate import cross_entropy
     from .explain_plots import save_band_summary, save_clip_heatmap
-    from .report import TopLossClip
+    from .report import TopLossClip, cross_entropy
     spec = SpecConfig.from_dict(description["spec"])
     axis = row_axis(spec)
     position = {clip_id: i for i, clip_id in enumerate(s.clip_id)}
@@ -45,10 +45,9 @@ def explain_split(run_dir: Path, model, description: dict, s, clips: list, thres
     confident = confident_correct(s.label, prob, threshold, examples)
     shown = [position[c.clip_id] for c in clips] + confident
     picked = stratified_sample(s.label, sample)
-    folder = Path(run_dir) / f"explain-{s.split}"
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.png"):                  # heat maps of an earlier evaluation must not linger
-        old.unlink()
+    folder = Path(folder)
+    maps_folder = folder / f"explain-{s.split}"
+    maps_folder.mkdir(parents=True, exist_ok=True)
     loss = cross_entropy(s.logits, s.label)
     heatmaps, shares, ok, where, grid = {}, [], [], "", (0, 0)
     shown_set, picked_set = set(shown), set(picked.tolist())
@@ -67,7 +66,7 @@ def explain_split(run_dir: Path, model, description: dict, s, clips: list, thres
                 title = (f"{s.clip_id[i]}: true {LABELS[s.label[i]]}, decided {LABELS[decided[i]]} "
                          f"(spoof prob {prob[i]:.3f}); evidence for {LABELS[decided[i]]}")
                 heatmaps[i] = save_clip_heatmap(read_png_gray(s.png[i]), attr.maps[j], axis, spec.duration,
-                                                folder / f"{s.clip_id[i]}.png", title)
+                                                maps_folder / f"{s.clip_id[i]}.png", title)
     for c in clips:
         c.heatmap = heatmaps.get(position[c.clip_id])
     out = SplitExplanation(confident=[
@@ -87,11 +86,10 @@ def explain_split(run_dir: Path, model, description: dict, s, clips: list, thres
         if summary["empty_maps"]:
             out.details.append(f"{summary['empty_maps']} clip(s) had no positive evidence for their decision "
                                f"and are left out of the summary")
-        out.band_plot = save_band_summary(summary, axis, Path(run_dir) / f"band_attribution-{s.split}.png",
+        out.band_plot = save_band_summary(summary, axis, folder / f"band_attribution-{s.split}.png",
                                           f"attribution per band ({s.split}, {len(picked)} clips)")
     else:
         summary = {"reading": "no per-band summary (--explain-sample 0)"}
-        (Path(run_dir) / f"band_attribution-{s.split}.png").unlink(missing_ok=True)
     out.summary = {"method": where, "grid": list(grid), "threshold": threshold, "clips": int(len(picked)),
                    "of": len(s.clip_id), **summary}
     log(f"explanations: {summary['reading']}")

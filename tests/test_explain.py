@@ -2,6 +2,7 @@
 a model without a convolutional stage, the report's explanations, and predict --explain's pictures."""
 import csv
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +13,7 @@ from torch import nn
 
 from classify import explain, explain_outputs
 from classify.archs import ARCHS, IMAGENET_MEAN, IMAGENET_STD, build_model, builder_settings
+from classify.runfolder import evaluation_dir
 from spec2img.axes import row_axis
 from spec2img.config import SpecConfig
 from test_predict import bonafide_wave, spoof_wave, tiny_run, write_wave  # noqa: F401 (tiny_run: a fixture)
@@ -228,23 +230,23 @@ def evaluated(tmp_path_factory):
     from classify.evaluate import EvalSettings, evaluate_run
     from test_evaluate import build_run
     run = build_run(tmp_path_factory.mktemp("explained"))
-    (run / "explain-test").mkdir()
-    (run / "explain-test" / "old_clip.png").write_bytes(b"stale")
-    return run, evaluate_run(run, EvalSettings(top_k=3, explain_examples=2), log=lambda *a: None)
+    return run, evaluate_run(run, EvalSettings(top_k=3, explain_examples=2, bootstrap=0), log=lambda *a: None)
 
 
 def test_the_report_shows_heat_maps_and_the_per_band_summary(evaluated):
     run, result = evaluated
-    page = (run / "report.html").read_text()
+    out = evaluation_dir(run)                                              # the evaluation's output set
+    page = (out / "report.html").read_text()
     assert "Where the model finds its evidence" in page
     assert page.count("alt='attribution heat map of") == 3 + 2 * 2        # top losses + 2 confident per class
     assert "alt='attribution per frequency band'" in page
     reading = result["explanations"]["reading"]
     assert reading in page.replace("&#x27;", "'") and "decisions" in reading
-    maps = sorted(p.name for p in (run / "explain-test").glob("*.png"))
-    assert "old_clip.png" not in maps and len(maps) >= 3                   # an older evaluation's maps are gone
-    assert (run / "band_attribution-test.png").is_file()
-    saved = json.loads((run / "metrics.json").read_text())["explanations"]
+    maps = sorted(p.name for p in (out / "explain-test").glob("*.png"))
+    shown = set(re.findall(r"alt='attribution heat map of ([^']+)'", page))
+    assert {m[:-len(".png")] for m in maps} == shown                        # one file per clip shown
+    assert (out / "band_attribution-test.png").is_file()
+    saved = json.loads((out / "metrics.json").read_text())["explanations"]
     assert saved["clips"] == saved["of"] == 12 and saved["grid"] == [8, 25]   # simple_cnn on 16 x 50 images: /2
     assert "ReLU of the last conv block" in saved["method"]
     assert [b["name"] for b in saved["bands"]] == ["2–4 kHz", "1–2 kHz", "500 Hz–1 kHz", "0–500 Hz"]
@@ -264,9 +266,10 @@ def test_explanations_can_be_switched_off(evaluated, tmp_path):
     import shutil
     from classify.evaluate import EvalSettings, evaluate_run, parse_args
     run = shutil.copytree(evaluated[0], tmp_path / "run")
-    result = evaluate_run(run, EvalSettings(top_k=2, explain=False), log=lambda *a: None)
+    result = evaluate_run(run, EvalSettings(top_k=2, explain=False, bootstrap=0), log=lambda *a: None)
     assert "explanations" not in result
-    assert "heat map" not in (run / "report.html").read_text()
+    assert "heat map" not in (evaluation_dir(run) / "report.html").read_text()
+    assert not list(evaluation_dir(run).glob("explain-*")) and not list(evaluation_dir(run).glob("band_*"))
     assert parse_args([str(run), "--no-explain"])[1].explain is False
     assert parse_args([str(run), "--explain-sample", "50"])[1].explain_sample == 50
 
@@ -325,10 +328,11 @@ def test_an_unexplainable_architecture_is_a_note_in_the_report_and_a_usage_error
     from classify.evaluate import EvalSettings, evaluate_run
     monkeypatch.delitem(archs.SCRATCH_ATTRIBUTION, "SimpleCNN")       # as if simple_cnn had no conv stage
     run = shutil.copytree(evaluated[0], tmp_path / "run")
-    result = evaluate_run(run, EvalSettings(top_k=2), log=lambda *a: None)
+    result = evaluate_run(run, EvalSettings(top_k=2, bootstrap=0), log=lambda *a: None)
     note = next(n for n in result["notes"] if n.startswith("no heat maps or per-band summary"))
     assert "cannot explain simple_cnn" in note and "SimpleCNN" in note
-    assert "explanations" not in result and "Where the model finds its evidence" not in (run / "report.html").read_text()
+    page = (evaluation_dir(run) / "report.html").read_text()
+    assert "explanations" not in result and "Where the model finds its evidence" not in page
     clip = write_wave(tmp_path / "b.wav", bonafide_wave(1.0, 7))
     code = predict.main(["--run", str(tiny_run), str(clip), "--explain", str(tmp_path / "pictures"), "--no-progress"])
     assert code == predict.EXIT_USAGE
