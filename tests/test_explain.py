@@ -265,7 +265,7 @@ def test_the_tones_of_the_tiny_corpus_are_where_the_spoof_evidence_lies(evaluate
 def test_explanations_can_be_switched_off(evaluated, tmp_path):
     import shutil
     from classify.evaluate import EvalSettings, evaluate_run, parse_args
-    run = shutil.copytree(evaluated[0], tmp_path / "run")
+    run = shutil.copytree(evaluated[0], tmp_path / "run", symlinks=True)
     result = evaluate_run(run, EvalSettings(top_k=2, explain=False, bootstrap=0), log=lambda *a: None)
     assert "explanations" not in result
     assert "heat map" not in (evaluation_dir(run) / "report.html").read_text()
@@ -327,7 +327,7 @@ def test_an_unexplainable_architecture_is_a_note_in_the_report_and_a_usage_error
     from classify import archs, predict
     from classify.evaluate import EvalSettings, evaluate_run
     monkeypatch.delitem(archs.SCRATCH_ATTRIBUTION, "SimpleCNN")       # as if simple_cnn had no conv stage
-    run = shutil.copytree(evaluated[0], tmp_path / "run")
+    run = shutil.copytree(evaluated[0], tmp_path / "run", symlinks=True)
     result = evaluate_run(run, EvalSettings(top_k=2, bootstrap=0), log=lambda *a: None)
     note = next(n for n in result["notes"] if n.startswith("no heat maps or per-band summary"))
     assert "cannot explain simple_cnn" in note and "SimpleCNN" in note
