@@ -36,7 +36,7 @@ def row_ticks(axis: RowAxis) -> tuple[list[float], list[str]]:
 
 
 def draw_heatmap(ax, image: np.ndarray, attribution: np.ndarray, axis: RowAxis, start: float, duration: float):
-    """Draw the grayscale spectrogram with the attribution (scaled to its maximum) over it; return the colour mapping."""
+    """Draw the grayscale spectrogram with the attribution (scaled to its maximum) over it; return the colour map."""
     height = image.shape[0]
     extent = (start, start + duration, height - 0.5, -0.5)
     ax.imshow(image, cmap="gray", vmin=0, vmax=255, aspect="auto", extent=extent, interpolation="nearest")
@@ -85,7 +85,8 @@ def save_file_explanation(image: np.ndarray, attribution: np.ndarray, axis: RowA
         centres = starts + window_seconds / 2
         ax2.plot(centres, probs, marker="o", ms=3, lw=1.2, color="tab:red", label="spoof probability of the window")
         ax2.axhline(threshold, color="black", ls="--", lw=0.9, label=f"threshold {threshold:.3g}")
-        ax2.axvspan(shown_start, shown_start + window_seconds, color="tab:orange", alpha=0.2, label="window shown above")
+        ax2.axvspan(shown_start, shown_start + window_seconds, color="tab:orange", alpha=0.2,
+                    label="window shown above")
         ax2.set(xlim=(0, max(file_seconds, window_seconds)), ylim=(-0.02, 1.02))
         ax2.set_xlabel(f"time in the file (s); each point is a {window_seconds:g} s window at its centre", fontsize=8)
         ax2.set_ylabel("P(spoof)", fontsize=8)
@@ -108,7 +109,8 @@ def save_band_summary(summary: dict, axis: RowAxis, path: Path, title: str) -> P
     for k, cls in enumerate(classes):
         entry = summary["by_decision"][cls]
         ax1.barh(y - 0.4 + height * (k + 0.5), 100 * np.asarray(entry["band_share"]), height=height,
-                 color=CLASS_COLOURS[cls], label=f"{'bona fide' if cls == 'bonafide' else cls} decisions (n={entry['n']})")
+                 color=CLASS_COLOURS[cls],
+                 label=f"{'bona fide' if cls == 'bonafide' else cls} decisions (n={entry['n']})")
     ax1.scatter([100 * b["row_share"] for b in bands], y, marker="|", s=220, color="black",
                 label="share of image rows (even spread)", zorder=3)
     ax1.set_yticks(y, names, fontsize=8)

@@ -246,7 +246,8 @@ def _groups_html(result: dict) -> str:
 
 
 def render_report(title: str, summary: list[tuple[str, str]], result: dict, plots: dict[str, Path],
-                  clips: list[TopLossClip], notes: list[str], audio_seconds: float = 4.0, explanations: str = "") -> str:
+                  clips: list[TopLossClip], notes: list[str], audio_seconds: float = 4.0,
+                  explanations: str = "") -> str:
     """Return the report page of an evaluation (metrics.json content `result`) as one HTML string, every image and
     audio clip embedded; `plots` maps captions to PNG files; `explanations` is explanation_section's HTML."""
     summary_html = "\n".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in summary)

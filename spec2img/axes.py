@@ -61,7 +61,7 @@ def cqt_rows(cfg) -> RowAxis:
 
 
 def lfcc_rows(cfg) -> RowAxis:
-    """LFCC rows are cepstral coefficients in three stacked blocks (bottom to top: static, Δ, ΔΔ), not frequencies."""
+    """LFCC rows are cepstral coefficients in three stacked blocks (bottom up: static, Δ, ΔΔ), not frequencies."""
     n = cfg.n_lfcc
     low_first = [(block, c) for block in ("static", "Δ", "ΔΔ") for c in range(n)]
     names = tuple(f"{'' if block == 'static' else block + ' '}c{c}" for block, c in reversed(low_first))
