@@ -262,7 +262,8 @@ def step_evaluate(check: Check, name: str, run: Path | None) -> dict | None:
         return None
     ok = check.run(step, ["-m", "classify.evaluate", run, "--split", "test", "--device", check.device])
     if ok:
-        metrics = json.loads((run / "metrics.json").read_text())
+        from classify.runfolder import METRICS_FILE, evaluation_dir   # the current evaluation output set
+        metrics = json.loads((evaluation_dir(run) / METRICS_FILE).read_text())
         eer = metrics["metrics"]["eer"]["value"]
         step.details = {"test_eer": eer, "counts": metrics["counts"]}
         step.figure = f"test EER {100 * eer:.2f}% on {sum(metrics['counts']['test'].values())} images"
