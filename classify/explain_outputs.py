@@ -1,5 +1,5 @@
 """The files that classify.explain's maps become: for classify.evaluate, the heat maps of the shown clips and the
-per-band summary of the evaluated split (in its output set: explain-<split>/, band_attribution-<split>.png); for
+per-band summary of the evaluated split (in its output set: heatmap-<split>-*.png, band_attribution-<split>.png); for
 classify.predict --explain, one picture per scored file.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ def explain_split(folder: Path, model, description: dict, s, clips: list, thresh
     """Explain a scored split (classify.scoring.SplitScores) towards its decisions at `threshold`: heat maps of the
     top-loss `clips` (their .heatmap is set) and of the `examples` most confident correct clips per class, and the
     per-band summary over a seeded sample of at most `sample` clips; files go into the output set `folder`
-    (explain-<split>/<clip_id>.png, band_attribution-<split>.png)."""
+    (heatmap-<split>-<clip_id>.png, band_attribution-<split>.png: a set is one flat folder)."""
     from spec2img.axes import row_axis
     from spec2img.config import SpecConfig
 
@@ -46,8 +46,6 @@ def explain_split(folder: Path, model, description: dict, s, clips: list, thresh
     shown = [position[c.clip_id] for c in clips] + confident
     picked = stratified_sample(s.label, sample)
     folder = Path(folder)
-    maps_folder = folder / f"explain-{s.split}"
-    maps_folder.mkdir(parents=True, exist_ok=True)
     loss = cross_entropy(s.logits, s.label)
     heatmaps, shares, ok, where, grid = {}, [], [], "", (0, 0)
     shown_set, picked_set = set(shown), set(picked.tolist())
@@ -66,7 +64,7 @@ def explain_split(folder: Path, model, description: dict, s, clips: list, thresh
                 title = (f"{s.clip_id[i]}: true {LABELS[s.label[i]]}, decided {LABELS[decided[i]]} "
                          f"(spoof prob {prob[i]:.3f}); evidence for {LABELS[decided[i]]}")
                 heatmaps[i] = save_clip_heatmap(read_png_gray(s.png[i]), attr.maps[j], axis, spec.duration,
-                                                maps_folder / f"{s.clip_id[i]}.png", title)
+                                                folder / f"heatmap-{s.split}-{s.clip_id[i]}.png", title)
     for c in clips:
         c.heatmap = heatmaps.get(position[c.clip_id])
     out = SplitExplanation(confident=[

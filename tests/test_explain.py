@@ -242,9 +242,9 @@ def test_the_report_shows_heat_maps_and_the_per_band_summary(evaluated):
     assert "alt='attribution per frequency band'" in page
     reading = result["explanations"]["reading"]
     assert reading in page.replace("&#x27;", "'") and "decisions" in reading
-    maps = sorted(p.name for p in (out / "explain-test").glob("*.png"))
+    maps = sorted(p.name for p in out.glob("heatmap-test-*.png"))
     shown = set(re.findall(r"alt='attribution heat map of ([^']+)'", page))
-    assert {m[:-len(".png")] for m in maps} == shown                        # one file per clip shown
+    assert {m[len("heatmap-test-"):-len(".png")] for m in maps} == shown    # one file per clip shown
     assert (out / "band_attribution-test.png").is_file()
     saved = json.loads((out / "metrics.json").read_text())["explanations"]
     assert saved["clips"] == saved["of"] == 12 and saved["grid"] == [8, 25]   # simple_cnn on 16 x 50 images: /2
@@ -269,7 +269,7 @@ def test_explanations_can_be_switched_off(evaluated, tmp_path):
     result = evaluate_run(run, EvalSettings(top_k=2, explain=False, bootstrap=0), log=lambda *a: None)
     assert "explanations" not in result
     assert "heat map" not in (evaluation_dir(run) / "report.html").read_text()
-    assert not list(evaluation_dir(run).glob("explain-*")) and not list(evaluation_dir(run).glob("band_*"))
+    assert not list(evaluation_dir(run).glob("heatmap-*")) and not list(evaluation_dir(run).glob("band_*"))
     assert parse_args([str(run), "--no-explain"])[1].explain is False
     assert parse_args([str(run), "--explain-sample", "50"])[1].explain_sample == 50
 
