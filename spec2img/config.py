@@ -17,7 +17,7 @@ A clip whose peak is below `silence_dbfs` has no spectrum to normalize and is sk
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 SPEC_FILE = "spec.json"
@@ -36,7 +36,7 @@ class SpecConfig:
     fmax: float = 0.0           # Hz, highest mel band edge; 0 means sample_rate / 2
     top_db: float = 80.0        # dynamic range below the clip's peak mapped onto 0..255
     silence_dbfs: float = -90.0  # peak sample level (dBFS) below which a clip counts as silent
-    version: int = SPEC_VERSION  # bumped when the image computation changes
+    version: int = field(default=SPEC_VERSION, metadata={"cli": False})  # bumped when the image computation changes
 
     @property
     def frames(self) -> int:
@@ -103,5 +103,5 @@ def load_spec(folder: Path) -> SpecConfig:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: {folder} was not made by spec2img "
-            f"(run `make images` or `python -m spec2img SRC --out {folder}` first)")
+            f"(run `make images` or `spec2img SRC --out {folder}` first)")
     return SpecConfig.from_dict(json.loads(path.read_text()))
