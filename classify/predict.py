@@ -2,7 +2,7 @@
 
     classify-predict --run runs/latest AUDIO_OR_FOLDER... [--out scores.csv] [--format csv|json]
                      [--bs 64] [--hop 0.5] [--prior 0.5] [--device cpu|cuda] [--workers 0] [--trust-pickle]
-                     [--no-progress]
+                     [--no-progress] [--explain DIR]
 
 Every file goes through the run's own front end: the spectrogram settings saved in the run's
 `model.json` ("spec") and `spec2img.features.clip_to_image`, the function that made the training
@@ -39,6 +39,9 @@ holding no audio file gets a row of its own with that error):
   max_spoof_prob    spoof probability of the most-spoof window
   max_spoof_start   start of that window, seconds into the file
   status            "ok" or "error: <reason>" (the numbers are then empty)
+  explanation       with --explain DIR: the file's picture (its most-spoof window's spectrogram with the
+                    model's attribution heat map, and the spoof probability of every window); empty
+                    for a file that could not be scored (its status says why)
 
 Exit status:
   0  every file was scored
@@ -98,6 +101,7 @@ class PredictionRow:
     max_spoof_prob: float | None = None    # spoof probability of the most-spoof window
     max_spoof_start: float | None = None   # seconds: start of the most-spoof window
     status: str = "ok"                     # "ok" or "error: <reason>"
+    explanation: str = ""                  # --explain: the file's picture (empty when not drawn; "error: ..." if failed)
 
 
 COLUMNS = [f.name for f in fields(PredictionRow)]
@@ -112,6 +116,8 @@ class Predictor:
     arch: str = ""                                   # model architecture, for the report header
     calibration: Calibration | None = None           # score -> LLR map (calibration.json or uncalibrated)
     prior: float = DEFAULT_PRIOR_SPOOF               # P(spoof) of the spoof_posterior column
+    model: object = None                             # the torch module (for --explain's attribution maps)
+    description: dict | None = None                  # its model.json (input size, normalization, builder)
 
 
 # ---------------------------------------------------------------- windows and scores (numpy)
@@ -159,17 +165,18 @@ def find_audio(inputs: Iterable[Path]) -> list[Path]:
 
 def score_files(files: list[Path], predictor: Predictor, bs: int = 64, hop_fraction: float = 0.5,
                 progress: bool = True, workers: int = 0, on_row: Callable[[PredictionRow], None] | None = None,
-                known: dict[int, PredictionRow] | None = None) -> list[PredictionRow]:
+                known: dict[int, PredictionRow] | None = None, windows_out: dict | None = None) -> list[PredictionRow]:
     """Return one PredictionRow per file, in order; a file that cannot be scored gets an error row.
 
     Files are decoded and rendered into window images by `workers` processes (0 = every core, 1 = in this
     process; classify.windows) while the model scores the previous batch. `on_row(row)` is called in input
     order as soon as a row and every row before it are final. `known` {file index: row}: rows taken as they
-    are (an interrupted run's, an input holding no audio); those files are not read."""
+    are (an interrupted run's, an input holding no audio); those files are not read. `windows_out`, when given,
+    receives {file index: [(window start s, window logits (2,)), ...]} of each file scored, before its on_row."""
     known = known or {}
     rows = [known.get(i) or PredictionRow(path=str(p)) for i, p in enumerate(files)]
     todo = [(i, Path(p)) for i, p in enumerate(files) if i not in known]
-    scoring = _Scoring(rows, predictor, bs, set(known), on_row)
+    scoring = _Scoring(rows, predictor, bs, set(known), on_row, windows_out)
     with progress_bar(total=len(todo), desc="scoring", unit="file", enabled=progress and bool(todo),
                       bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]") as bar:
         bar.set_postfix_str(f"0/{len(todo)} files", refresh=False)
@@ -186,8 +193,8 @@ class _Scoring:
     handed to `on_row` in input order as they become final."""
 
     def __init__(self, rows: list[PredictionRow], predictor: Predictor, bs: int, final: set[int],
-                 on_row: Callable[[PredictionRow], None] | None):
-        self.rows, self.predictor, self.bs, self.on_row = rows, predictor, bs, on_row
+                 on_row: Callable[[PredictionRow], None] | None, windows_out: dict | None = None):
+        self.rows, self.predictor, self.bs, self.on_row, self.windows_out = rows, predictor, bs, on_row, windows_out
         self.images: list[np.ndarray] = []                       # queued window images, (k, H, W) each
         self.keys: list[tuple[int, float]] = []                  # (file index, window start seconds) per window
         self.results: dict[int, list[tuple[float, np.ndarray]]] = {}   # file index -> [(start, logits (2,))]
@@ -240,6 +247,8 @@ class _Scoring:
     def _complete(self, i: int) -> None:
         row, predictor = self.rows[i], self.predictor
         windows = self.results.pop(i, [])
+        if self.windows_out is not None and windows:
+            self.windows_out[i] = windows
         if row.status == "ok":
             if not windows:
                 row.status = self.silent.get(i) or "error: no window could be scored"
@@ -331,7 +340,8 @@ def _safetensors_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
 
     def logits(images: np.ndarray) -> np.ndarray:
         return model_io.predict_logits(model, images, description, device=device, bs=bs)
-    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", str(description.get("arch", "")))
+    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", str(description.get("arch", "")), model=model,
+                     description=description)
 
 
 def _pickle_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
@@ -354,7 +364,8 @@ def _pickle_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
 
     def logits(images: np.ndarray) -> np.ndarray:
         return model_io.predict_logits(model, images, description, device=device, bs=bs)
-    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", f"{description.get('arch', '?')} (export.pkl)")
+    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", f"{description.get('arch', '?')} (export.pkl)",
+                     model=model, description=description)
 
 
 def _pickle_description(run_dir: Path) -> dict:
@@ -429,17 +440,18 @@ def rows_to_table(rows: list[PredictionRow]) -> str:
     return "\n".join([TABLE_HEADER] + [table_line(r) for r in rows]) + "\n"
 
 
-def resume_key(predictor: Predictor, run_dir: Path, hop_fraction: float) -> str:
-    """Return a short digest of everything a row's numbers depend on (the run's model file, threshold,
-    calibration, prior, hop, spectrogram settings, columns): the part file of an interrupted run is resumed
-    only under the same key (classify.rowstream)."""
+def resume_key(predictor: Predictor, run_dir: Path, hop_fraction: float, explain: Path | None = None) -> str:
+    """Return a short digest of everything a row depends on (the run's model file, threshold, calibration,
+    prior, hop, spectrogram settings, columns, the --explain folder): the part file of an interrupted run is
+    resumed only under the same key (classify.rowstream)."""
     run_dir = Path(run_dir).resolve()
     model = next((run_dir / n for n in ("model.safetensors", "export.pkl") if (run_dir / n).is_file()), None)
     stat = model.stat() if model is not None else None
     cal = predictor.calibration
     doc = {"run": str(run_dir), "model": None if stat is None else [model.name, stat.st_size, stat.st_mtime_ns],
            "threshold": predictor.threshold, "calibration": None if cal is None else [cal.slope, cal.offset],
-           "prior": predictor.prior, "hop": hop_fraction, "spec": predictor.spec.to_dict(), "columns": COLUMNS}
+           "prior": predictor.prior, "hop": hop_fraction, "spec": predictor.spec.to_dict(), "columns": COLUMNS,
+           "explain": None if explain is None else str(Path(explain).resolve())}
     return hashlib.sha1(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
@@ -470,6 +482,10 @@ class PredictSettings:
     workers: int = 0                 # processes that decode the audio and render the window images while the
                                      # model scores (0 = every core; 1 = in this process)
     progress: bool = True            # progress bar on stderr
+    explain: Path | None = field(default=None, metadata={"metavar": "DIR"})  # write one PNG per scored file into
+                                     # DIR: its most-spoof window's spectrogram with the model's heat map and, for
+                                     # files longer than one window, the spoof probability of every window
+                                     # (column explanation holds its path)
 
     def validate(self) -> "PredictSettings":
         """Return self, or raise ValueError naming the option that cannot work."""
@@ -483,6 +499,8 @@ class PredictSettings:
             raise ValueError(f"--workers {self.workers}: must be 0 (every core) or more")
         if self.out is not None and self.out.is_dir():
             raise ValueError(f"--out {self.out} is a folder: give a file name such as {self.out / 'scores.csv'}")
+        if self.explain is not None and self.explain.exists() and not self.explain.is_dir():
+            raise ValueError(f"--explain {self.explain} is a file: give a folder for the pictures")
         return self
 
 
@@ -508,7 +526,7 @@ def _row_stream(predictor: Predictor, args: PredictSettings) -> tuple[RowStream,
     """Return the stream that writes rows as they finish (classify.rowstream) and the output format."""
     fmt = args.format or ("json" if args.out is not None and args.out.suffix.lower() == ".json" else "csv")
     show = "table" if args.out is not None or not args.format else ("csv" if fmt == "csv" else "")
-    key = resume_key(predictor, args.run, args.hop)
+    key = resume_key(predictor, args.run, args.hop, args.explain)
     return RowStream(args.out, fmt, key, csv_cells, COLUMNS, show, TABLE_HEADER, table_line), fmt
 
 
@@ -530,6 +548,14 @@ def main(argv: list[str] | None = None) -> int:
     except (RunFolderError, PartLockedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if args.explain is not None:
+        from classify.explain import ExplainError, check_explainable
+        try:
+            log(f"--explain: {check_explainable(predictor.model, predictor.description)}")
+        except ExplainError as error:
+            stream.close()
+            print(f"error: --explain: {error}", file=sys.stderr)
+            return EXIT_USAGE
     files = [path for path, _ in inputs]
     known = {i: PredictionRow(path=str(path), status=why) for i, (path, why) in enumerate(inputs) if why}
     for i, path in enumerate(files):
@@ -543,14 +569,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         for other in other_parts(args.out, stream.key):
             log(f"notice: {other} holds the rows of an interrupted run with other settings; left as it is")
+    windows = {} if args.explain is not None else None
+    explainer = None
+    if args.explain is not None:                     # each file's picture is drawn before its row is written
+        from classify.explain_outputs import FileExplainer
+        explainer, order = FileExplainer(files, predictor, args.explain, args.hop), iter(range(len(files)))
+
+    def write(row: PredictionRow) -> None:
+        if explainer is not None:
+            index = next(order)
+            if index in windows:
+                explainer.draw(index, row, windows.pop(index))
+        stream.write(row)
     try:
         rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=args.progress,
-                           workers=args.workers, on_row=stream.write, known=known)
+                           workers=args.workers, on_row=write, known=known, windows_out=windows)
     except KeyboardInterrupt:
         stream.close()
         where = f": the rows finished so far are in {stream.part}, and" if stream.part is not None else ";"
         print(f"\ninterrupted{where} running the same command again resumes", file=sys.stderr)
         return 130
+    if explainer is not None:
+        log(f"wrote {explainer.drawn} picture(s) to {args.explain}")
     text = rows_to_json(rows, predictor, args.run) if fmt == "json" else rows_to_csv(rows)
     stream.finish(text)
     if args.out is not None:

@@ -245,3 +245,21 @@ def test_one_long_file_is_spread_over_the_workers_and_one_short_file_starts_none
     assert started == [2] and [p.piece for p in pieces] == [0, 1, 2, 3, 4]
     list(windows.iter_pieces([(0, short)], SPEC, 0.5, workers=2))
     assert started == [2]                                        # a single short file: rendered in this process
+
+
+def test_with_explain_each_row_is_written_with_its_picture(tiny_run, tmp_path, capsys, monkeypatch):
+    files = [write_wave(tmp_path / f"c{i}.wav", (bonafide_wave, spoof_wave)[i % 2](1.5, 80 + i)) for i in range(4)]
+    out, pictures = tmp_path / "scores.csv", tmp_path / "pictures"
+    args = ["--run", str(tiny_run), *map(str, files), "--out", str(out), "--explain", str(pictures), "--bs", "1",
+            "--no-progress"]
+    with monkeypatch.context() as m:
+        _interrupt_after(m, 2)
+        assert predict.main(args) == 130
+    part, = tmp_path.glob("scores.csv.*.part")
+    kept = list(csv.DictReader(part.open()))
+    assert len(kept) == 2 and all(Path(r["explanation"]).is_file() for r in kept)   # drawn before written
+    capsys.readouterr()
+    assert predict.main(args) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [r["explanation"] for r in rows[:2]] == [r["explanation"] for r in kept]
+    assert all(Path(r["explanation"]).is_file() for r in rows) and len(list(pictures.glob("*.png"))) == 4
