@@ -29,6 +29,9 @@ from spec2img.features import SilentClipError, clip_to_image
 WHOLE_FILE_SECONDS = 600.0   # files up to this long are decoded in one piece
 CHUNK_SECONDS = 300.0        # longer files are decoded this many seconds (plus one window) at a time
 FILES_PER_TASK = 8           # at most this many short files per worker task (fewer round trips)
+WORKER_NICENESS = 10         # workers run below the scoring process's priority: on a CPU the model's threads are
+                             # not stalled by them (measured ~10% more clips/s end to end on 2 cores), on a GPU
+                             # machine the process feeding the GPU keeps its core
 
 
 @dataclass
@@ -180,7 +183,7 @@ def iter_pieces(files: Sequence[tuple[int, Path]], spec: SpecConfig, hop_fractio
     in_flight = in_flight or 4 * workers
     per_task = max(1, min(FILES_PER_TASK, len(files) // (workers * 8)))   # small tasks: no straggler at the end
     paths = dict(files)
-    with worker_pool(workers, spec, torch_free=True) as pool:
+    with worker_pool(workers, spec, torch_free=True, niceness=WORKER_NICENESS) as pool:
         def submit(items: list[tuple[int, Path, int, int]]):
             return pool.apply_async(render_task, ((spec, hop_fraction, [(i, str(p), k, n) for i, p, k, n in items]),))
         tasks = ([(i, p, 0, 0) for i, p in files[s:s + per_task]] for s in range(0, len(files), per_task))

@@ -364,14 +364,18 @@ def one_math_thread():
     return _math_libraries().limit(limits=1)
 
 
-def init_worker(cfg_dict: dict, images: str, seed: int, augment: bool = False, in_pool: bool = True) -> None:
+def init_worker(cfg_dict: dict, images: str, seed: int, augment: bool = False, in_pool: bool = True,
+                niceness: int = 0) -> None:
     """Set up a worker: one math-library thread, the settings, the output folder, warm libraries; pool
-    workers ignore Ctrl-C (the parent stops the pool and keeps what is finished)."""
+    workers ignore Ctrl-C (the parent stops the pool and keeps what is finished); `niceness` lowers the
+    worker's CPU priority below its parent's."""
     if in_pool:
         import signal
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         for var in THREAD_VARS:           # libraries that start their thread pools later read these
             os.environ[var] = "1"
+        if niceness and hasattr(os, "nice"):
+            os.nice(niceness)
     _WORKER["limits"] = one_math_thread()         # pools already started (numpy's BLAS)
     _WORKER.update(cfg=SpecConfig.from_dict(cfg_dict), images=Path(images), seed=seed)
     warm_up(_WORKER["cfg"], augment)
@@ -469,14 +473,16 @@ def _pool_context(torch_free: bool = False) -> mp.context.BaseContext:
 
 
 def worker_pool(workers: int, cfg: SpecConfig, images: Path | str = "", seed: int = 0, augment: bool = False,
-                torch_free: bool = False):
+                torch_free: bool = False, niceness: int = 0):
     """Return a process pool of `workers` conversion workers (init_worker: one math-library thread each,
-    the settings, warm libraries); conversion and prediction both render through it."""
+    the settings, warm libraries, `niceness` below this process's priority); conversion and prediction both
+    render through it."""
     context = _pool_context(torch_free)
     if context.get_start_method() == "fork":
         warm_up(cfg, augment)
         _math_libraries()                             # scanned once here, after the imports, for every worker
-    return context.Pool(workers, initializer=init_worker, initargs=(cfg.to_dict(), str(images), seed, augment))
+    return context.Pool(workers, initializer=init_worker,
+                        initargs=(cfg.to_dict(), str(images), seed, augment, True, niceness))
 
 
 def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOptions) -> Iterable:
