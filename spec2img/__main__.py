@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
-from .config import SpecConfig
+from .augment import GROUPS, KINDS, CodecUnavailable, check_available, expand_kinds
+from .config import CROPS, FRONTENDS, SpecConfig
 from .convert import ConvertOptions, ConvertSummary, OutputFolderError, convert
 from .datasets import LAYOUTS
 from .rows import LayoutError
@@ -13,10 +15,19 @@ SHOWN_SKIPS = 5
 
 EPILOG = """\
 details:
-  images/<split>/<label>/<clip_id>.png, 8-bit grayscale, n_mels high x duration*sample_rate/hop_length
-  wide, low frequencies at the bottom; images/spec.json holds every setting; images/manifest.csv one
+  images/<split>/<label>/<clip_id>.png, 8-bit grayscale, duration*sample_rate/hop_length wide, low
+  frequencies at the bottom; height by front end: mel n_mels, linear n_fft/2+1, cqt cqt_bins, lfcc
+  3*n_lfcc (static, delta, delta-delta); images/spec.json holds every setting; images/manifest.csv one
   row per clip (status "ok" or "skipped: <reason>"); images/audit/ counts and histograms.
-  Normalization: see spec2img/config.py (dB below the clip's own peak, top_db range onto 0..255).
+  Normalization: see spec2img/config.py (dB below the clip's own peak, top_db range onto 0..255;
+  lfcc: cepstra on a fixed scale, 128 = 0).
+  --trim-silence strips leading and trailing audio quieter than --trim-db below the clip's loudest
+  25 ms frame before cropping; a clip left with less than --trim-min-seconds is skipped ("trimming
+  leaves ..."). Prediction applies the same trimming (the setting is in spec.json).
+  --augment K adds K variants per train clip, each drawn from --augment-kinds (kinds, groups, or
+  chains joined by '+'): rawboost (rawboost-lnl, rawboost-isd, rawboost-ssi), codec (mp3, opus, mulaw,
+  alaw), channel (telephone, lowpass), classic (noise, pitch, stretch), all. Parameters per variant
+  are in the manifest's "augmentation" column.
   Silent clips (peak below silence_dbfs, -90 dBFS) have no spectrum to normalize: they are skipped
   with reason "silent", never written as blank images.
   Unreadable, empty, truncated, NaN-containing or non-audio files are skipped with their reason; the
@@ -70,24 +81,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the split assignment and augmentation")
     p.add_argument("--split-ratios", type=ratios_arg, default=(0.7, 0.15, 0.15), metavar="TRAIN,VAL,TEST",
                    help="split fractions for datasets without their own splits (default: 0.7,0.15,0.15)")
-    p.add_argument("--augment", type=int, default=0, metavar="K",
-                   help="K extra variants per train clip: noise 5-30 dB SNR, pitch ±2 semitones, "
-                        "time stretch 0.9-1.1, one or several per variant (default: 0)")
+    p.add_argument("--augment", type=int, default=ConvertOptions.augment, metavar="K",
+                   help="K extra augmented variants per train clip (default: 0)")
+    p.add_argument("--augment-kinds", default=ConvertOptions.augment_kinds, metavar="KINDS",
+                   help=f"comma-separated kinds or groups a variant draws one of; '+' chains kinds "
+                        f"(groups: {', '.join(GROUPS)}; kinds: {', '.join(KINDS)}; default: %(default)s)")
     p.add_argument("--overwrite", action="store_true",
                    help="when --out holds images made with other settings (or another source or split "
                         "assignment), delete its images, manifest and audit and convert afresh; "
                         "with the same settings a run always resumes")
     g = p.add_argument_group("spectrogram settings (saved in spec.json)")
+    g.add_argument("--frontend", choices=FRONTENDS, default=d.frontend, help="image rows: mel, linear (STFT), "
+                   "cqt (constant-Q) or lfcc (cepstra with deltas) (default: %(default)s)")
     g.add_argument("--sample-rate", type=int, default=d.sample_rate, help="Hz every clip is resampled to")
-    g.add_argument("--duration", type=float, default=d.duration, help="seconds per image (first seconds; short clips repeated)")
-    g.add_argument("--n-mels", type=int, default=d.n_mels, help="mel bands = image height")
+    g.add_argument("--duration", type=float, default=d.duration, help="seconds per image (short clips repeated)")
+    g.add_argument("--crop", choices=CROPS, default=d.crop, help="part of a longer clip kept (default: %(default)s)")
+    g.add_argument("--trim-silence", action=argparse.BooleanOptionalAction, default=d.trim_silence,
+                   help="strip leading and trailing silence before cropping")
+    g.add_argument("--trim-db", type=float, default=d.trim_db, help="silence: dB below the loudest 25 ms frame")
+    g.add_argument("--trim-min-seconds", type=float, default=d.trim_min_seconds,
+                   help="skip a clip with less sound than this after trimming")
+    g.add_argument("--read-seconds", type=float, default=d.read_seconds,
+                   help="with trimming: seconds of a long file decoded (its start, or middle with --crop center)")
+    g.add_argument("--n-mels", type=int, default=d.n_mels, help="mel: bands = image height")
     g.add_argument("--n-fft", type=int, default=d.n_fft, help="FFT size, samples")
     g.add_argument("--hop-length", type=int, default=d.hop_length, help="hop, samples (width = duration*sr/hop)")
     g.add_argument("--win-length", type=int, default=d.win_length, help="window, samples (<= n_fft)")
     g.add_argument("--fmin", type=float, default=d.fmin, help="lowest mel frequency, Hz")
     g.add_argument("--fmax", type=float, default=d.fmax, help="highest mel frequency, Hz (0 = sample_rate/2)")
+    g.add_argument("--cqt-bins", type=int, default=d.cqt_bins, help="cqt: bins = image height")
+    g.add_argument("--cqt-bins-per-octave", type=int, default=d.cqt_bins_per_octave, help="cqt: bins per octave")
+    g.add_argument("--cqt-fmin", type=float, default=d.cqt_fmin, help="cqt: Hz, centre of the lowest bin")
+    g.add_argument("--n-lfcc", type=int, default=d.n_lfcc, help="lfcc: coefficients per block (height 3x)")
+    g.add_argument("--lfcc-filters", type=int, default=d.lfcc_filters, help="lfcc: linear triangular filters")
     g.add_argument("--top-db", type=float, default=d.top_db, help="dB range below the clip's peak mapped onto 0..255")
     return p
+
+
+def spec_from_args(args: argparse.Namespace) -> SpecConfig:
+    """Return the validated SpecConfig of the parsed flags (every SpecConfig field that has a flag)."""
+    return SpecConfig(**{f.name: getattr(args, f.name) for f in fields(SpecConfig) if hasattr(args, f.name)}).validate()
 
 
 def report(summary: ConvertSummary, images: Path) -> None:
@@ -108,19 +141,20 @@ def report(summary: ConvertSummary, images: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg = SpecConfig(sample_rate=args.sample_rate, duration=args.duration, n_mels=args.n_mels,
-                         n_fft=args.n_fft, hop_length=args.hop_length, win_length=args.win_length,
-                         fmin=args.fmin, fmax=args.fmax, top_db=args.top_db).validate()
+        cfg = spec_from_args(args)
         if args.augment < 0 or args.workers < 0:
             raise ValueError("--augment and --workers must be >= 0")
-    except ValueError as error:
+        opts = ConvertOptions(layout=args.dataset, workers=args.workers, shard=args.shard, seed=args.seed,
+                              split_ratios=args.split_ratios, augment=args.augment,
+                              augment_kinds=args.augment_kinds, overwrite=args.overwrite)
+        if opts.augment:
+            check_available(expand_kinds(opts.augment_kinds))
+    except (ValueError, CodecUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    opts = ConvertOptions(layout=args.dataset, workers=args.workers, shard=args.shard, seed=args.seed,
-                          split_ratios=args.split_ratios, augment=args.augment, overwrite=args.overwrite)
     try:
         summary = convert(args.source, args.out, cfg, opts, log=lambda text: print(text, flush=True))
-    except (LayoutError, OutputFolderError) as error:
+    except (LayoutError, OutputFolderError, CodecUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -31,8 +31,8 @@ import numpy as np
 
 from .audio import AudioError, probe_audio
 from .audit import AUDIT_DIR, write_audit
-from .augment import augment_wave, variant_params
-from .config import SPEC_FILE, SpecConfig
+from .augment import DEFAULT_KINDS, augment_wave, check_available, expand_kinds, variant_params
+from .config import SPEC_FILE, SpecConfig, complete_spec
 from .features import SilentClipError, clip_to_image, load_clip
 from .manifest import (AUG_MARK, MANIFEST_FILE, PARTS_DIR, STATUS_OK, PartWriter, merge_parts,
                        previous_rows, skipped_status)
@@ -55,6 +55,7 @@ class ConvertOptions:
     seed: int = 0                              # split assignment and augmentation
     split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train/val/test when the dataset has none
     augment: int = 0                           # extra augmented variants per train clip
+    augment_kinds: str = DEFAULT_KINDS         # kinds, groups or '+' chains a variant draws from (spec2img.augment)
     overwrite: bool = False                    # delete images made with other settings first
     progress: bool = True                      # progress bar on stderr
 
@@ -90,6 +91,7 @@ def spec_document(cfg: SpecConfig, source: Path, layout: str, rows: Sequence[Cli
         "split_ratios": list(opts.split_ratios),
         "augment": opts.augment,                   # variants per train clip
         "augment_seed": opts.seed if opts.augment else None,
+        "augment_kinds": list(expand_kinds(opts.augment_kinds)) if opts.augment else None,  # entries drawn from
     }
     return doc
 
@@ -97,15 +99,16 @@ def spec_document(cfg: SpecConfig, source: Path, layout: str, rows: Sequence[Cli
 def spec_differences(old: dict, new: dict) -> list[str]:
     """Return one line per setting in which two spec.json dicts differ (empty when compatible)."""
     lines = []
+    old_settings = complete_spec(old)
     for key in SpecConfig().to_dict():
-        if old.get(key) != new.get(key):
-            lines.append(f"{key}: {old.get(key)!r} in the folder, {new.get(key)!r} now")
+        if old_settings.get(key) != new.get(key):
+            lines.append(f"{key}: {old_settings.get(key)!r} in the folder, {new.get(key)!r} now")
     for key in ("root", "layout"):
         a, b = old.get("source", {}).get(key), new["source"][key]
         if a != b:
             lines.append(f"source {key}: {a!r} in the folder, {b!r} now")
     oc, nc = old.get("conversion", {}), new["conversion"]
-    for key in ("augment", "augment_seed"):
+    for key in ("augment", "augment_seed", "augment_kinds"):
         if oc.get(key) != nc[key]:
             lines.append(f"{key}: {oc.get(key)!r} in the folder, {nc[key]!r} now")
     if oc.get("rows_sha1") != nc["rows_sha1"]:
@@ -316,7 +319,8 @@ def warm_up(cfg: SpecConfig, augment: bool) -> None:
         import librosa.effects  # noqa: F401
 
 
-def init_worker(cfg_dict: dict, images: str, seed: int, augment: bool = False, in_pool: bool = True) -> None:
+def init_worker(cfg_dict: dict, images: str, seed: int, augment_kinds: tuple[str, ...] = (),
+                in_pool: bool = True) -> None:
     """Set up a worker: one math-library thread, the settings, the output folder, warm libraries; pool
     workers ignore Ctrl-C (the parent stops the pool and keeps what is finished)."""
     if in_pool:
@@ -326,8 +330,8 @@ def init_worker(cfg_dict: dict, images: str, seed: int, augment: bool = False, i
             os.environ[var] = "1"
     from threadpoolctl import threadpool_limits   # pools already started (numpy's BLAS)
     _WORKER["limits"] = threadpool_limits(limits=1)
-    _WORKER.update(cfg=SpecConfig.from_dict(cfg_dict), images=Path(images), seed=seed)
-    warm_up(_WORKER["cfg"], augment)
+    _WORKER.update(cfg=SpecConfig.from_dict(cfg_dict), images=Path(images), seed=seed, kinds=augment_kinds)
+    warm_up(_WORKER["cfg"], bool(augment_kinds))
 
 
 def _reusable(previous: dict | None, relpath: str) -> bool:
@@ -362,7 +366,7 @@ def convert_clip(task: tuple[ClipRow, int, tuple]) -> tuple[list[dict], int]:
         if valid[k] and _reusable(previous[k], rel):
             out.append(previous[k])
             continue
-        params = variant_params(_WORKER["seed"], row.clip_id, k) if k else None
+        params = variant_params(_WORKER["seed"], row.clip_id, k, _WORKER["kinds"], cfg.sample_rate) if k else None
         try:
             clip = wave if k == 0 else augment_wave(wave, cfg.sample_rate, params)
             if not valid[k]:
@@ -450,7 +454,7 @@ def _pool_context() -> mp.context.BaseContext:
 def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOptions) -> Iterable:
     """Yield convert_clip results, in this process (1 worker) or from a pool of processes."""
     workers = min(resolve_workers(opts.workers), max(1, len(tasks)))
-    args = (cfg.to_dict(), str(images), opts.seed, opts.augment > 0)
+    args = (cfg.to_dict(), str(images), opts.seed, expand_kinds(opts.augment_kinds) if opts.augment else ())
     if workers == 1:
         from threadpoolctl import threadpool_limits
         with threadpool_limits(limits=1):
@@ -469,9 +473,12 @@ def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOp
 def convert_rows(rows: Sequence[ClipRow], images: Path, cfg: SpecConfig, opts: ConvertOptions,
                  source: Path, layout: str, log: Callable = print) -> ConvertSummary:
     """Convert the rows of this shard into `images` and merge the manifest; return the summary.
-    Rows must already carry their split. Raises OutputFolderError, LayoutError."""
+    Rows must already carry their split. Raises OutputFolderError, LayoutError, ValueError (a setting,
+    an unknown augmentation kind), CodecUnavailable."""
     started = time.perf_counter()
     cfg.validate()
+    if opts.augment:
+        check_available(expand_kinds(opts.augment_kinds))
     images = Path(images)
     check_rows(rows)
     prepare_output(images, spec_document(cfg, source, layout, rows, opts), opts.overwrite, log)
