@@ -10,8 +10,9 @@ exactly as in training); a longer clip is cut into overlapping windows of that d
 half a window; the last window is aligned to the end of the file so the tail is scored) and the
 windows' logits are averaged. The most-spoof window's probability and start time are reported too.
 Files up to 10 minutes are decoded whole; longer ones are decoded 5 minutes at a time, so memory
-stays bounded whatever the file's length. Window images from all files are batched together and
-scored on the GPU when there is one.
+stays bounded whatever the file's length. A run trained on silence-trimmed images (spec "trim_silence")
+scores the trimmed file the same way (files over 10 minutes are not trimmed). Window images from all
+files are batched together and scored on the GPU when there is one.
 
 Output columns (one row per file, in input order; folders are walked recursively and sorted):
   path              the audio file
@@ -56,7 +57,7 @@ from classify.model_io import bonafide_score, spoof_probability
 from classify.runfolder import write_text_atomic
 from spec2img.audio import AUDIO_EXTENSIONS, AudioError, load_audio, probe_audio
 from spec2img.config import SpecConfig
-from spec2img.features import SilentClipError, clip_to_image
+from spec2img.features import SilentClipError, clip_to_image, speech_span
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ALL_FAILED = 0, 1, 2, 3
 WHOLE_FILE_SECONDS = 600.0   # files up to this long are decoded in one piece
@@ -141,8 +142,12 @@ def iter_file_windows(path: Path, spec: SpecConfig, hop_fraction: float = 0.5
     info = probe_audio(path)
     if info.duration <= WHOLE_FILE_SECONDS:
         wave, _ = load_audio(path, sr)
+        first = 0
+        if spec.trim_silence:   # trained on trimmed clips: score the same part (longer files: windows, untrimmed)
+            first, last = speech_span(wave, spec)
+            wave = wave[first:last]
         for s in window_starts(wave.size, win, hop, spec.hop_length):
-            yield s / sr, wave[s:s + win]
+            yield (first + s) / sr, wave[s:s + win]
         return
     starts = window_starts(int(round(info.duration * sr)), win, hop, spec.hop_length)
     per_chunk = max(1, int(CHUNK_SECONDS * sr) // hop)

@@ -53,8 +53,8 @@ def check_not_silent(wave: np.ndarray, cfg: SpecConfig) -> None:
         raise SilentClipError(f"silent (peak below {cfg.silence_dbfs:g} dBFS)")
 
 
-def trim_to_speech(wave: np.ndarray, cfg: SpecConfig) -> np.ndarray:
-    """Return `wave` without leading and trailing silence (spec2img.silence, cfg.trim_db); raises
+def speech_span(wave: np.ndarray, cfg: SpecConfig) -> tuple[int, int]:
+    """Return (start, end) samples of `wave` that trimming keeps (spec2img.silence, cfg.trim_db); raises
     SilentClipError, or TrimmedAwayError when less than cfg.trim_min_seconds remains."""
     check_not_silent(wave, cfg)
     start, end = speech_bounds(wave, cfg.sample_rate, cfg.trim_db)
@@ -62,6 +62,12 @@ def trim_to_speech(wave: np.ndarray, cfg: SpecConfig) -> np.ndarray:
     if end <= start or kept < cfg.trim_min_seconds:
         raise TrimmedAwayError(f"trimming leaves {kept:.2f} s of sound, less than trim_min_seconds="
                                f"{cfg.trim_min_seconds:g} (silence: {cfg.trim_db:g} dB below the loudest frame)")
+    return start, end
+
+
+def trim_to_speech(wave: np.ndarray, cfg: SpecConfig) -> np.ndarray:
+    """Return `wave` without leading and trailing silence; raises as `speech_span`."""
+    start, end = speech_span(wave, cfg)
     return wave[start:end]
 
 
