@@ -14,10 +14,12 @@ is skipped with its reason.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
+from spec2img.fileio import write_atomic
 from spec2img.rows import LABELS, ClipRow
 from spec2img.splits import assign_splits
 
@@ -161,12 +163,9 @@ def cross_protocols(rows: Sequence[ClipRow], groups: Sequence[str], train_groups
 
 def write_protocol_csv(protocol: Protocol, path: Path) -> Path:
     """Write the protocol as a spec2img CSV manifest (absolute file paths, a split for every clip)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "label", "split", "system", "speaker", "condition"])
-        for r in sorted(protocol.rows, key=lambda r: str(r.path)):
-            w.writerow([str(Path(r.path).resolve()), r.label, r.split, r.system, r.speaker, r.condition])
-    tmp.replace(path)
-    return path
+    buffer = io.StringIO()
+    w = csv.writer(buffer, lineterminator="\n")
+    w.writerow(["file", "label", "split", "system", "speaker", "condition"])
+    for r in sorted(protocol.rows, key=lambda r: str(r.path)):
+        w.writerow([str(Path(r.path).resolve()), r.label, r.split, r.system, r.speaker, r.condition])
+    return write_atomic(path, buffer.getvalue())

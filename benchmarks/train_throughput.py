@@ -43,7 +43,8 @@ from fastai.torch_core import find_bs, set_seed
 
 from classify import archs
 from classify.callbacks import EpochHistory, KeepBestEpoch
-from classify.data import build_dataloaders, default_device
+from classify.data import build_dataloaders
+from classify.devices import default_device
 from classify.train import TrainConfig, build_learner, fit
 from spec2img.config import SpecConfig, save_spec
 from spec2img.rows import LABELS
@@ -355,7 +356,7 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device) if args.device else default_device()
+    device = default_device(args.device)
     for key, value in (CUDA_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)

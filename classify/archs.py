@@ -10,7 +10,10 @@ so that the safetensors state dict loads without unpickling anything.
 from __future__ import annotations
 
 import os
+import socket
+import urllib.request
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import torch
 from torch import nn
@@ -37,6 +40,7 @@ ARCHS = {a.name: a for a in [
     Arch("resnet101", "torchvision", "resnet101"),
     Arch("efficientnet_b0", "timm", "efficientnet_b0"),
     Arch("efficientnet_b4", "timm", "efficientnet_b4"),
+    Arch("efficientnet_lite0", "timm", "efficientnet_lite0"),  # no SE blocks, ReLU6: CPU-sized fine-tuning
     Arch("simple_cnn", "scratch", "SimpleCNN"),
     Arch("lcnn", "scratch", "LCNN"),
 ]}
@@ -134,6 +138,11 @@ def torchvision_factory(source: str):
     return getattr(torchvision.models, source)
 
 
+def fastai_arch(arch: Arch):
+    """Return what fastai's vision_learner builds `arch` from: the torchvision model function or the timm name."""
+    return torchvision_factory(arch.source) if arch.library == "torchvision" else arch.source
+
+
 def build_model(builder: dict, pretrained: bool = False) -> nn.Module:
     """Return the module described by `builder`; ImageNet weights in its body when `pretrained`."""
     library, source = builder["library"], builder["source"]
@@ -149,8 +158,66 @@ def build_model(builder: dict, pretrained: bool = False) -> nn.Module:
         if library == "torchvision":
             return create_vision_model(torchvision_factory(source), n_out, pretrained=pretrained, n_in=n_in, **head)
         if library == "timm":
-            return create_timm_model(source, n_out, pretrained=pretrained, n_in=n_in, **head)[0]
+            return create_timm_model(source, n_out, pretrained=pretrained, n_in=n_in, **head,
+                                     **timm_weights_source(source, pretrained))[0]
     raise UnknownArchError(f"model.json names an unknown model library {library!r}")
+
+
+def pretrained_kwargs(arch: Arch, pretrained: bool) -> dict:
+    """Return the extra vision_learner / create_*_model arguments that say where `arch`'s ImageNet weights come from."""
+    return timm_weights_source(arch.source, pretrained) if arch.library == "timm" else {}
+
+
+def timm_weights_source(source: str, pretrained: bool) -> dict:
+    """Return create_timm_model arguments loading timm's ImageNet weights of `source` from the local Hugging Face
+    cache when they are there ({} when not pretrained, or when they are to be downloaded).
+
+    Weights neither cached nor downloadable raise PretrainedWeightsUnavailable at once: without
+    this, huggingface_hub retries an unreachable hub for about a minute before failing.
+    """
+    if not pretrained:
+        return {}
+    cached = hf_cached_weights(source)
+    if cached:  # read straight from the cache: no request to the hub at all
+        return {"pretrained_cfg_overlay": {"file": cached}}
+    offline = hub_unreachable()
+    if offline:
+        raise weights_unavailable(source, "timm", f"not in the Hugging Face cache, and {offline}")
+    return {}
+
+
+def hf_cached_weights(source: str) -> str | None:
+    """Return the path of timm's weights file for `source` in the local Hugging Face hub cache, or None."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+    cfg = timm.get_pretrained_cfg(source)
+    if cfg is None or not cfg.hf_hub_id:
+        return None
+    repo, _, revision = cfg.hf_hub_id.partition("@")
+    # timm's own order: the safetensors alternative first, then the pickle
+    for filename in ([cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]):
+        path = try_to_load_from_cache(repo, filename, revision=revision or None)
+        if isinstance(path, str) and os.path.isfile(path):
+            return path
+    return None
+
+
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Return None when the Hugging Face endpoint (or the HTTPS proxy in use) accepts a connection within
+    `timeout` seconds; else why not, in words (HF_HUB_OFFLINE set, no name resolution, no route...)."""
+    from huggingface_hub import constants
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlsplit(constants.ENDPOINT)  # HF_ENDPOINT (a mirror) when set
+    proxy = urllib.request.getproxies().get("https")
+    if proxy and not urllib.request.proxy_bypass(endpoint.hostname or ""):
+        endpoint = urlsplit(proxy if "//" in proxy else f"//{proxy}")
+    host, port = endpoint.hostname, endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        return f"{host}:{port} cannot be reached ({e or type(e).__name__})"
+    return None
 
 
 def weights_location(source: str, library: str) -> str:
@@ -166,8 +233,8 @@ def weights_location(source: str, library: str) -> str:
     repo = timm.get_pretrained_cfg(source).hf_hub_id
     return (f"timm looks for the Hugging Face repo {repo} in the hub cache {constants.HF_HUB_CACHE} "
             f"(set by HF_HOME / HF_HUB_CACHE; fill it once on a machine with network, e.g. "
-            f"`python -c \"import timm; timm.create_model('{source}', pretrained=True)\"`, copy the cache over "
-            f"and set HF_HUB_OFFLINE=1)")
+            f"`python -c \"import timm; timm.create_model('{source}', pretrained=True)\"`, and copy the cache over: "
+            f"cached weights are read without contacting the hub)")
 
 
 class pretrained_weights_errors:
@@ -180,9 +247,16 @@ class pretrained_weights_errors:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if not self.pretrained or exc is None or not isinstance(exc, (OSError, RuntimeError)):
+        if not self.pretrained or exc is None or not isinstance(exc, (OSError, RuntimeError)) \
+                or isinstance(exc, PretrainedWeightsUnavailable):
             return False
-        raise PretrainedWeightsUnavailable(
-            f"could not load the ImageNet weights of {self.source} ({type(exc).__name__}: {exc}).\n"
-            f"  {weights_location(self.source, self.library)};\n"
-            f"  or train from random weights with --no-pretrained.") from exc
+        raise weights_unavailable(self.source, self.library, f"{type(exc).__name__}: {exc}") from exc
+
+
+def weights_unavailable(source: str, library: str, reason: str) -> PretrainedWeightsUnavailable:
+    """Return the error saying that `source`'s ImageNet weights could not be had, why, and the three ways on."""
+    return PretrainedWeightsUnavailable(
+        f"could not load the ImageNet weights of {source} ({reason}).\n"
+        f"  {weights_location(source, library)};\n"
+        f"  or give them as a local file with --weights FILE (safetensors or a PyTorch state dict);\n"
+        f"  or train from random weights with --no-pretrained.")

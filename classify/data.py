@@ -30,6 +30,7 @@ from fastai.data.core import ItemTransform, Pipeline  # fasttransform (fastai 2.
 from fastai.torch_core import rank_distrib
 from fastprogress.fastprogress import progress_bar
 
+from classify.devices import default_device
 from classify.model_io import normalize_channels, resize_images, unit_float
 from spec2img.config import SPEC_FILE, SpecConfig, load_spec
 from spec2img.rows import LABELS
@@ -447,7 +448,7 @@ def build_dataloaders(images, bs: int = 64, device=None, loader: str = "auto", b
     if balance not in ("none", "weights", "sampler"):
         raise ValueError(f"--balance must be none, weights or sampler, not {balance!r}")
     images = Path(images)
-    device = torch.device(device) if device is not None else default_device()
+    device = default_device(device)
     spec, spec_dict, found = scan_images(images, log)
     shape = spec.image_shape
     in_shape = input_shape(shape, size)
@@ -488,7 +489,3 @@ def input_shape(image_shape: tuple[int, int], size: int = 0) -> tuple[int, int]:
     h, w = image_shape
     return (int(size), max(1, int(round(size * w / h))))
 
-
-def default_device() -> torch.device:
-    """Return cuda when available, else cpu."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

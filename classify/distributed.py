@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -37,6 +36,8 @@ from fastai.callback.progress import ProgressCallback
 from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.torch_core import num_distrib, rank_distrib
 from torch import nn
+
+from spec2img.fileio import write_json
 
 DEBUG_WEIGHTS_ENV = "CLASSIFY_DEBUG_WEIGHTS_DIR"  # when set, every rank writes rank<r>.json there (see write_debug)
 
@@ -205,7 +206,4 @@ def write_debug(model: nn.Module, run_dir, valid_items: int | None):
     Path(folder).mkdir(parents=True, exist_ok=True)
     record = {"rank": rank_distrib(), "world_size": world_size(), "weights_sha256": weights_digest(model),
               "run_dir": None if run_dir is None else str(run_dir), "valid_items_scored": valid_items}
-    path = Path(folder) / f"rank{rank_distrib()}.json"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(Path(folder) / f"rank{rank_distrib()}.json", record)

@@ -27,7 +27,7 @@ from spec2img.rows import LABELS
 from . import metrics as M
 from . import plots as P
 from .report import TopLossClip, render_report, write_report
-from .runfolder import write_text_atomic
+from spec2img.fileio import write_atomic
 from .thresholds import (RULES, choose_threshold_with_value, prob_to_score_threshold, read_thresholds,
                          write_thresholds)
 
@@ -189,16 +189,14 @@ def list_split(images: Path, split: str, manifest: dict[str, dict]) -> SplitScor
 def score_split(s: SplitScores, model, description: dict, device, bs: int, log=print) -> SplitScores:
     """Return the split with logits filled in, decoding and scoring in chunks behind a progress bar;
     unreadable images are reported by name and left out."""
-    from fastprogress.fastprogress import progress_bar
+    from spec2img.progress import progress
 
     from .data import read_png_gray
     from .model_io import predict_logits
     shape = (int(description["spec"]["image_height"]), int(description["spec"]["image_width"]))
     chunk = max(bs, 256)
     logits, ok = [], np.ones(len(s.png), bool)
-    bar = progress_bar(range(0, len(s.png), chunk))
-    bar.comment = f"scoring {s.split}"
-    for start in bar:
+    for start in progress(range(0, len(s.png), chunk), desc=f"scoring {s.split}", unit="chunk"):
         batch, idx = [], []
         for i in range(start, min(start + chunk, len(s.png))):
             try:
@@ -339,12 +337,12 @@ def write_scores(run_dir: Path, s: SplitScores, threshold: float, also_default: 
     for i, (p, sc) in enumerate(zip(s.spoof_prob, s.score)):
         w.writerow([s.clip_id[i], s.audio[i], LABELS[s.label[i]], s.system[i], s.condition[i],
                     f"{p:.8g}", f"{sc:.8g}", LABELS[pred[i]]])
-    paths = [write_text_atomic(run_dir / f"scores-{s.split}.csv", buf.getvalue())]
+    paths = [write_atomic(run_dir / f"scores-{s.split}.csv", buf.getvalue())]
     if also_default:
-        paths.append(write_text_atomic(run_dir / "scores.csv", buf.getvalue()))
+        paths.append(write_atomic(run_dir / "scores.csv", buf.getvalue()))
     txt = "".join(f"{s.clip_id[i]} {s.system[i] or '-'} {LABELS[s.label[i]]} {sc:.8g}\n"
                   for i, sc in enumerate(s.score))
-    paths.append(write_text_atomic(run_dir / f"scores-{s.split}.txt", txt))
+    paths.append(write_atomic(run_dir / f"scores-{s.split}.txt", txt))
     return paths
 
 
@@ -428,15 +426,14 @@ class LoadedRun:
 
 def load_run(run_dir: Path, cfg: EvalSettings) -> LoadedRun:
     """Return the run with its model loaded and its images folders checked against the run's spec."""
-    import torch
-
+    from .devices import default_device
     from .model_io import load_model
     run_dir = Path(run_dir)
     config = check_run(run_dir)
     images = images_folder(config, cfg.images)
     if cfg.asv_scores and not Path(cfg.asv_scores).is_file():
         raise EvaluationError(f"--asv-scores {cfg.asv_scores}: no such file")
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(cfg.device)
     try:
         model, description = load_model(run_dir, device=device)
     except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
@@ -513,7 +510,7 @@ def evaluate_run(run_dir: Path, cfg: EvalSettings = EvalSettings(), log=print) -
     plots = make_plots(run.run_dir, test, tuned, result, clips, notes)
     result["plots"] = {k: str(Path(v).name) for k, v in plots.items()}
     result["notes"] = notes
-    write_text_atomic(run.run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
+    write_atomic(run.run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
     page = render_report(
         f"Evaluation of {run.run_dir.name} on {cfg.split}", report_summary(result), result["metrics"],
         result["at_tuned_threshold"], result["at_0.5"], result["per_attack"], result["per_condition"],
@@ -557,7 +554,7 @@ def aggregate(results: list[dict], runs: list[Path]) -> tuple[Path, dict]:
     doc = {"runs": [r["run"] for r in results], "split": results[0]["split"],
            "std": "sample standard deviation (ddof = 1) over runs",
            "metrics": M.aggregate_runs([flat_metrics(r) for r in results])}
-    write_text_atomic(out, json.dumps(doc, indent=2) + "\n")
+    write_atomic(out, json.dumps(doc, indent=2) + "\n")
     return out, doc
 
 

@@ -10,7 +10,6 @@ Scores: spoof probability = softmax(logits)[:, 1]; ASVspoof score (higher = more
 from __future__ import annotations
 
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from classify.archs import build_model
+from spec2img.fileio import atomic_path, write_json
 
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_JSON = "model.json"
@@ -35,13 +35,9 @@ def save_model(run_dir, model: nn.Module, description: dict) -> Path:
     # detached, contiguous (channels_last → standard), unshared CPU copies: what safetensors requires
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     weights = run_dir / MODEL_WEIGHTS
-    tmp = weights.with_name(weights.name + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, weights)
-    meta = run_dir / MODEL_JSON
-    tmp = meta.with_name(meta.name + ".tmp")
-    tmp.write_text(json.dumps({"format_version": FORMAT_VERSION, **description}, indent=2) + "\n")
-    os.replace(tmp, meta)
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    write_json(run_dir / MODEL_JSON, {"format_version": FORMAT_VERSION, **description})
     return weights
 
 

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from spec2img.fileio import atomic_path  # noqa: E402
 from spec2img.rows import LABELS  # noqa: E402
 
 from .metrics import BONAFIDE, SPOOF, compute_det_curve  # noqa: E402
@@ -21,13 +22,10 @@ DPI = 110
 
 
 def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
-    return path
+    return Path(path)
 
 
 class _DecodedPredictions:

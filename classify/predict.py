@@ -46,7 +46,6 @@ import io
 import json
 import math
 import sys
-import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -54,10 +53,11 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from classify.model_io import bonafide_score, spoof_probability
-from classify.runfolder import write_text_atomic
+from spec2img.fileio import write_atomic
 from spec2img.audio import AUDIO_EXTENSIONS, AudioError, load_audio, probe_audio
 from spec2img.config import SpecConfig
 from spec2img.features import SilentClipError, clip_to_image, speech_span
+from spec2img.progress import progress as progress_bar
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ALL_FAILED = 0, 1, 2, 3
 WHOLE_FILE_SECONDS = 600.0   # files up to this long are decoded in one piece
@@ -206,8 +206,8 @@ def score_files(files: list[Path], predictor: Predictor, bs: int = 64, hop_fract
     from threadpoolctl import threadpool_limits
     rows = [PredictionRow(path=str(p)) for p in files]
     batcher = _Batcher(predictor.logits, bs)
-    bar = _ProgressBar(len(files), enabled=progress and len(files) > 1)
-    with threadpool_limits(limits=1, user_api="blas"):   # numpy's small matmuls: threads cost more than they give
+    with threadpool_limits(limits=1, user_api="blas"), \
+            progress_bar(total=len(files), desc="scoring", unit="file", enabled=progress and len(files) > 1) as bar:
         _queue_windows(files, rows, predictor.spec, batcher, hop_fraction, bar)
         batcher.flush()
     for index, row in enumerate(rows):
@@ -225,7 +225,7 @@ def score_files(files: list[Path], predictor: Predictor, bs: int = 64, hop_fract
 
 
 def _queue_windows(files: list[Path], rows: list[PredictionRow], spec: SpecConfig, batcher: "_Batcher",
-                   hop_fraction: float, bar: "_ProgressBar") -> None:
+                   hop_fraction: float, bar) -> None:
     """Render every window of every file into `batcher`; a file that fails gets its error in its row."""
     for index, (path, row) in enumerate(zip(files, rows)):
         try:
@@ -242,32 +242,12 @@ def _queue_windows(files: list[Path], rows: list[PredictionRow], spec: SpecConfi
             row.status = f"error: {error}"
         except Exception as error:   # keep scoring the other files; the row names what went wrong
             row.status = f"error: {type(error).__name__}: {str(error).strip()[:200]}"
-        bar.update(index + 1)
+        bar.update()
 
 
 def _queued(batcher: _Batcher, index: int) -> bool:
     """Return whether any window of file `index` is waiting or already scored."""
     return index in batcher.results or any(k[0] == index for k in batcher.keys)
-
-
-class _ProgressBar:
-    """Progress on stderr (stdout stays clean for CSV/JSON): done/total and files/s, redrawn in place
-    on a terminal, a line every 10 s otherwise (logs)."""
-
-    def __init__(self, total: int, enabled: bool = True):
-        self.total, self.enabled, self.tty = total, enabled, sys.stderr.isatty()
-        self.t0 = self.last = time.perf_counter()
-
-    def update(self, done: int) -> None:
-        now = time.perf_counter()
-        if not self.enabled or (now - self.last < (0.2 if self.tty else 10.0) and done < self.total):
-            return
-        self.last = now
-        rate = done / max(now - self.t0, 1e-9)
-        filled = int(30 * done / max(self.total, 1))
-        text = f"scoring [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} files, {rate:.1f} files/s"
-        sys.stderr.write(("\r" + text + ("\n" if done == self.total else "")) if self.tty else text + "\n")
-        sys.stderr.flush()
 
 
 # ---------------------------------------------------------------- loading the run
@@ -297,7 +277,8 @@ def load_predictor(run_dir: Path, device: str | None = None, bs: int = 64, trust
     if not run_dir.is_dir():
         raise RunFolderError(f"run folder {run_dir} not found (train one with `make train`, or pass "
                              f"--run runs/<arch>-<time>)")
-    device = device or _default_device()
+    from classify.devices import default_device
+    device = str(default_device(device))
     weights, description_file, pickle_file = (run_dir / n for n in ("model.safetensors", "model.json", "export.pkl"))
     if weights.is_file() and description_file.is_file():
         predictor = _safetensors_predictor(run_dir, device, bs)
@@ -319,11 +300,6 @@ def load_predictor(run_dir: Path, device: str | None = None, bs: int = 64, trust
         threshold, source = DEFAULT_THRESHOLD, "the default (no tuned threshold)"
     predictor.threshold, predictor.threshold_source = threshold, source
     return predictor
-
-
-def _default_device() -> str:
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _safetensors_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
@@ -472,7 +448,7 @@ def _emit(rows: list[PredictionRow], predictor: Predictor, args: argparse.Namesp
     fmt = args.format or ("json" if args.out is not None and args.out.suffix.lower() == ".json" else "csv")
     text = rows_to_json(rows, predictor, args.run) if fmt == "json" else rows_to_csv(rows)
     if args.out is not None:
-        write_text_atomic(args.out, text)
+        write_atomic(args.out, text)
         sys.stdout.write(rows_to_table(rows))
         print(f"wrote {args.out} ({len(rows)} rows, {fmt})", file=sys.stderr)
     else:

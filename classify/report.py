@@ -11,6 +11,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from spec2img.fileio import write_atomic
+
 REPORT_FILE = "report.html"
 AUDIO_RATE = 16_000      # Hz of the embedded listening copies (small, and what the models see)
 
@@ -171,8 +173,4 @@ def render_report(title: str, summary: list[tuple[str, str]], metrics: dict, tun
 
 def write_report(run_dir: Path, page: str) -> Path:
     """Write run_dir/report.html atomically and return its path."""
-    path = Path(run_dir) / REPORT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(Path(run_dir) / REPORT_FILE, page)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from fastai.torch_core import rank_distrib
 
+from spec2img import fileio
+
 HISTORY_COLUMNS = ("epoch", "train_loss", "valid_loss", "accuracy", "roc_auc", "eer", "time")
 LATEST = "latest"
 
@@ -26,20 +28,10 @@ def is_main_process() -> bool:
     return rank_distrib() == 0
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write `text` to `path` via a temporary file and rename, so a reader never sees half a file; return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def write_atomic(path: Path, text: str):
     """Write `text` to `path` atomically (rank 0 only)."""
     if is_main_process():
-        write_text_atomic(path, text)
+        fileio.write_atomic(path, text)
 
 
 def write_json(path: Path, obj: dict):
@@ -70,11 +62,8 @@ def point_latest(out, run_dir: Path):
     if not is_main_process() or run_dir is None:
         return
     out = Path(out)
-    tmp = out / f".{LATEST}.{os.getpid()}.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(os.path.relpath(Path(run_dir).resolve(), out.resolve()))
-    os.replace(tmp, out / LATEST)
+    with fileio.atomic_path(out / LATEST) as tmp:
+        tmp.symlink_to(os.path.relpath(Path(run_dir).resolve(), out.resolve()))
 
 
 def package_versions() -> dict:
@@ -145,10 +134,9 @@ def plot_curves(run_dir: Path, rows: list[dict], best_epoch: int | None = None):
         ax.grid(alpha=0.3)
     fig.suptitle(Path(run_dir).name)
     fig.tight_layout()
-    tmp = Path(run_dir) / "curves.tmp.png"
-    fig.savefig(tmp, dpi=100)
+    with fileio.atomic_path(Path(run_dir) / "curves.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, Path(run_dir) / "curves.png")
 
 
 class _Tee(io.TextIOBase):

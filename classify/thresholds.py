@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spec2img.fileio import write_json
+
 from .metrics import BONAFIDE, SPOOF
 
 THRESHOLDS_FILE = "thresholds.json"
@@ -95,11 +97,7 @@ def write_thresholds(run_dir: Path, rule: str, spoof_prob_threshold: float, val_
             "target_far": target_far, "val": val_info}
     if note:
         data["note"] = note
-    path = Path(run_dir) / THRESHOLDS_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(Path(run_dir) / THRESHOLDS_FILE, data)
 
 
 def read_thresholds(run_dir: Path) -> dict | None:

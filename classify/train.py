@@ -1,7 +1,8 @@
 """Train a spoof detector on images/{train,val}: `python -m classify.train --images images --arch resnet101`.
 
 Pretrained architectures: fastai `vision_learner` + `fine_tune` (frozen body for --freeze-epochs,
-then the whole network, one-cycle). From scratch (--no-pretrained, simple_cnn or lcnn): `fit_one_cycle`.
+then the whole network, one-cycle), from ImageNet weights that torchvision / timm download or find in
+their caches, or that `--weights FILE` gives (classify.weightfile). From scratch (--no-pretrained, simple_cnn or lcnn): `fit_one_cycle`.
 The epoch table shows loss, accuracy, ROC-AUC and EER on the val split; the epoch with the lowest
 validation EER is kept. Outputs go to a new run folder (see classify.runfolder).
 Several GPUs or machines: `accelerate launch --multi_gpu --num_processes N -m classify.train ...`
@@ -30,10 +31,11 @@ from fastai.optimizer import OptimWrapper
 from fastai.torch_core import rank_distrib, set_seed
 from fastcore.script import call_parse
 
-from classify import archs, distributed, runfolder
+from classify import archs, distributed, runfolder, weightfile
 from classify.callbacks import (DeviceLosses, EpochHistory, KeepBestEpoch, SparseProgress, ValidAccuracy, ValidEER,
                                 ValidRocAuc)
-from classify.data import AugmentConfig, build_dataloaders, default_device
+from classify.data import AugmentConfig, build_dataloaders
+from classify.devices import default_device
 from classify.model_io import save_model
 from spec2img.rows import LABELS
 
@@ -47,7 +49,9 @@ class TrainConfig:
     bs: int = 64                  # batch size of one step; a multi-process launch splits it evenly across processes
     freeze_epochs: int = 1        # pretrained only: epochs training the new head with the body frozen
     size: int = 0                 # model input height (width keeps the aspect); 0 = the images' own size
-    pretrained: bool = True       # start from ImageNet weights (needs them downloaded or cached)
+    pretrained: bool = True       # start from ImageNet weights (needs them downloaded or cached, or --weights)
+    weights: str = ""             # local file with the ImageNet weights of the arch's body (safetensors or a
+                                  # PyTorch state dict) instead of a download; "" = torchvision's / timm's own
     seed: int = 0                 # seeds Python, numpy and torch; same seed + data + device = same result
     out: str = "runs"             # parent folder of the run folders
     balance: str = "weights"      # none | weights (class-weighted loss) | sampler (balanced batches)
@@ -79,6 +83,11 @@ class TrainConfig:
                 distributed.per_process_bs(self.bs)
             except ValueError as e:
                 problems.append(str(e))
+        if self.weights and not self.pretrained:
+            problems.append("--weights gives ImageNet weights to start from: drop --no-pretrained, or --weights")
+        elif self.weights and not self.fine_tunes():
+            problems.append(f"--weights: {self.arch} is trained from scratch and has no ImageNet body; use one of "
+                            f"{', '.join(weightfile.pretrained_arch_names())}")
         if self.epochs + (self.freeze_epochs if self.fine_tunes() else 0) < 1:
             problems.append("there is no epoch to train: raise --epochs")
         if problems:
@@ -94,8 +103,10 @@ def optimizer_for(device: torch.device):
     return partial(OptimWrapper, opt=torch.optim.AdamW, **flag)
 
 
-def build_learner(cfg: TrainConfig, dls, class_weights: list[float], device: torch.device) -> Learner:
-    """Return the Learner: vision_learner for ImageNet architectures, a plain Learner for simple_cnn, lcnn and --no-pretrained."""
+def build_learner(cfg: TrainConfig, dls, class_weights: list[float], device: torch.device,
+                  body_weights: weightfile.BodyWeights | None = None) -> Learner:
+    """Return the Learner: vision_learner for ImageNet architectures, a plain Learner for simple_cnn, lcnn and
+    --no-pretrained. `body_weights` (--weights) replace the download: the body is loaded from them, then frozen."""
     arch = archs.get_arch(cfg.arch)
     loss = CrossEntropyLossFlat(weight=torch.tensor(class_weights, dtype=torch.float32, device=device))
     kwargs = dict(loss_func=loss, opt_func=optimizer_for(device), lr=cfg.peak_lr(),
@@ -105,10 +116,14 @@ def build_learner(cfg: TrainConfig, dls, class_weights: list[float], device: tor
         learn = Learner(dls, model, **kwargs)
     else:
         from fastai.vision.learner import vision_learner
-        factory = archs.torchvision_factory(arch.source) if arch.library == "torchvision" else arch.source
-        with archs.pretrained_weights_errors(arch.source, arch.library, cfg.pretrained):
-            learn = vision_learner(dls, factory, normalize=False, n_out=archs.N_CLASSES,
-                                   pretrained=cfg.pretrained, **archs.HEAD, **kwargs)
+        download = cfg.pretrained and body_weights is None
+        with archs.pretrained_weights_errors(arch.source, arch.library, download):
+            learn = vision_learner(dls, archs.fastai_arch(arch), normalize=False, n_out=archs.N_CLASSES,
+                                   pretrained=download, **archs.pretrained_kwargs(arch, download), **archs.HEAD,
+                                   **kwargs)
+        if body_weights is not None:
+            weightfile.load_body(learn.model, body_weights)
+            learn.freeze()  # as vision_learner does for downloaded weights (fine_tune freezes again anyway)
     learn.remove_cb(ProgressCallback)
     learn.add_cbs([SparseProgress(), DeviceLosses()])
     if cfg.mixup > 0:
@@ -140,14 +155,26 @@ def fit(learn: Learner, cfg: TrainConfig):
                          f"{hint}. ({str(e).splitlines()[0]})") from None
 
 
-def run_config(cfg: TrainConfig, spec_dict: dict, summary, device, run_dir) -> dict:
-    """Return config.json's content: every setting, the spec, the data path taken, versions, device(s)."""
+def run_config(cfg: TrainConfig, spec_dict: dict, summary, device, run_dir,
+               body_weights: weightfile.BodyWeights | None = None) -> dict:
+    """Return config.json's content: every setting, the spec, the data path taken, versions, device(s), and
+    where the ImageNet weights came from."""
     return {"settings": asdict(cfg), "lr_used": cfg.peak_lr(), "schedule": "fine_tune" if cfg.fine_tunes()
             else "fit_one_cycle", "augment": asdict(AugmentConfig()) if cfg.augment else None,
             "data": asdict(summary), "spec": spec_dict, "versions": runfolder.package_versions(),
             "git_commit": runfolder.git_commit(), "device": runfolder.device_description(device),
             "processes": distributed.world_size(), "bs_per_process": cfg.bs // distributed.world_size(),
-            "seed": cfg.seed, "run_dir": str(run_dir), "images": str(Path(cfg.images).resolve())}
+            "seed": cfg.seed, "run_dir": str(run_dir), "images": str(Path(cfg.images).resolve()),
+            "pretrained_weights": pretrained_weights_record(cfg, body_weights)}
+
+
+def pretrained_weights_record(cfg: TrainConfig, body_weights: weightfile.BodyWeights | None) -> dict | None:
+    """Return where the body's ImageNet weights came from (the --weights file's name and sha256), None from scratch."""
+    if not cfg.fine_tunes():
+        return None
+    if body_weights is not None:
+        return {"source": "file", **body_weights.record()}
+    return {"source": archs.get_arch(cfg.arch).library}  # torchvision's / timm's download or cache
 
 
 def export_learner(learn: Learner, path: Path):
@@ -189,7 +216,10 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         log = _silent  # one copy of each message: rank 0's
     if cfg.pretrained and not cfg.fine_tunes():
         log(f"{cfg.arch} has no ImageNet weights: training it from random weights")
-    if cfg.fine_tunes():  # missing weights stop here (PretrainedWeightsUnavailable), before the images are decoded
+    # a bad --weights file or missing downloads stop here (WeightsFileError, PretrainedWeightsUnavailable),
+    # before the images are decoded
+    body_weights = weightfile.read_body_weights(cfg.weights, cfg.arch) if cfg.weights else None
+    if body_weights is None and cfg.fine_tunes():
         archs.build_model(archs.builder_settings(cfg.arch), pretrained=True)
     device = distributed.setup(default_device())  # a multi-process launch joins its process group here
     n_procs = distributed.world_size()
@@ -206,12 +236,15 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     if n_procs > 1:
         log_early(f"process group: {n_procs} processes on {device.type} ({torch.distributed.get_backend()}); "
                   f"batch {cfg.bs} = {n_procs} x {cfg.bs // n_procs} images per process")
+    if body_weights is not None:
+        log_early(f"ImageNet weights of the {cfg.arch} body: {body_weights.path} "
+                  f"({len(body_weights.state)} tensors, sha256 {body_weights.sha256[:16]}...)")
     # the processes of one machine share its cores for decoding
     workers = cfg.workers or (max(1, (os.cpu_count() or 1) // distributed.local_world_size()) if n_procs > 1 else 0)
     dls, spec, spec_dict, summary = build_dataloaders(
         cfg.images, cfg.bs // n_procs, device, cfg.loader, cfg.balance, cfg.size,
         AugmentConfig() if cfg.augment else None, workers=workers, log=log_early)
-    learn = build_learner(cfg, dls, summary.class_weights, device)
+    learn = build_learner(cfg, dls, summary.class_weights, device, body_weights)
     if n_procs > 1:  # same initial weights everywhere (DDP broadcasts rank 0's); distinct augmentation draws
         torch.manual_seed(cfg.seed + 1000 * rank_distrib())
     # rank 0 names and creates the run folder; the others learn its name (nothing is written off rank 0)
@@ -222,7 +255,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     with runfolder.tee_output(run_dir / "train.log" if run_dir else None):
         if run_dir:
             log(f"run folder: {run_dir}")
-            runfolder.write_json(run_dir / "config.json", run_config(cfg, spec_dict, summary, device, run_dir))
+            runfolder.write_json(run_dir / "config.json",
+                                 run_config(cfg, spec_dict, summary, device, run_dir, body_weights))
         best = KeepBestEpoch()
         history = EpochHistory(run_dir)
         learn.add_cbs([best, history] + ([LateEarlyStopping("eer", np.less, patience=cfg.early_stop)]
@@ -256,13 +290,14 @@ ON_OFF = {"action": argparse.BooleanOptionalAction}  # gives --name and --no-nam
 @call_parse
 def main(
     images: str = "images",  # folder written by spec2img (spec.json, train/, val/)
-    arch: str = "resnet101",  # architecture: resnet18/34/50/101, efficientnet_b0/b4, simple_cnn, lcnn
+    arch: str = "resnet101",  # architecture: resnet18/34/50/101, efficientnet_b0/b4/lite0, simple_cnn, lcnn
     epochs: int = 5,  # epochs of whole-network training (after the frozen ones when pretrained)
     lr: float = 0.0,  # peak learning rate; 0 = 2e-3 when fine-tuning, 3e-3 from scratch
     bs: int = 64,  # batch size (of all processes together in a multi-GPU launch)
     freeze_epochs: int = 1,  # pretrained only: epochs with the ImageNet body frozen
     size: int = 0,  # model input height, the width keeps the aspect; 0 = the images' own size
     pretrained: Annotated[bool, "start from ImageNet weights (--no-pretrained: random weights)", ON_OFF] = True,
+    weights: str = TrainConfig.weights,  # local file with the ImageNet weights of the arch's body, instead of a download
     seed: int = 0,  # random seed
     out: str = "runs",  # parent folder of the run folders
     balance: str = "weights",  # class imbalance: none, weights (weighted loss) or sampler (balanced batches)
@@ -274,7 +309,7 @@ def main(
 ):
     "Fine-tune (or train from scratch) a spoof detector on spectrogram images; writes runs/<arch>-<time>/."
     cfg = TrainConfig(images=images, arch=arch, epochs=epochs, lr=lr, bs=bs, freeze_epochs=freeze_epochs, size=size,
-                      pretrained=pretrained, seed=seed, out=out, balance=balance, mixup=mixup,
+                      pretrained=pretrained, weights=weights, seed=seed, out=out, balance=balance, mixup=mixup,
                       early_stop=early_stop, loader=loader, workers=workers, augment=augment)
     try:
         train(cfg)

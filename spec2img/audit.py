@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from .fileio import atomic_path, write_json
 from .manifest import AUG_MARK, MANIFEST_FILE, STATUS_OK, read_rows
 from .rows import LABELS, SPLITS
 
@@ -104,9 +104,8 @@ def audit_rows(rows: list[dict], clip_seconds: float | None = None) -> dict:
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
 
 
 def plot_counts(report: dict, path: Path) -> None:
@@ -207,9 +206,7 @@ def write_audit(images: Path) -> Path:
                 "amplitude per label: peak (filled) and RMS (outline)", second=values("rms_dbfs"),
                 names=("peak", "RMS"))
     report["plots"] = ["counts.png", "formats.png", "durations.png", "levels.png"]
-    tmp = folder / f".{AUDIT_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, folder / AUDIT_FILE)
+    write_json(folder / AUDIT_FILE, report)
     return folder
 
 

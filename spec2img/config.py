@@ -195,13 +195,8 @@ def complete_spec(d: dict) -> dict:
 
 def save_spec(cfg: SpecConfig, folder: Path) -> Path:
     """Write `folder/spec.json` atomically and return its path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / SPEC_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    from .fileio import write_json
+    return write_json(Path(folder) / SPEC_FILE, cfg.to_dict())
 
 
 def load_spec(folder: Path) -> SpecConfig:

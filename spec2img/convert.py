@@ -2,9 +2,10 @@
 
 - The image of a clip is `features.clip_to_image(features.load_clip(path))`, the same function
   prediction uses; augmented train variants go through `clip_to_image` too.
-- Each PNG is encoded in memory, written to `<name>.png.part` in its folder and renamed, so a
-  killed run never leaves a half-written image under a `.png` name; a re-run removes stale
-  `.png.part` files, keeps every PNG that decodes with the spec's shape and redoes the rest.
+- Each PNG is encoded in memory and written atomically (spec2img.fileio: a hidden temporary name in
+  its folder, then renamed), so a killed run never leaves a half-written image under a `.png` name; a
+  re-run removes this shard's stale temporary files, keeps every PNG that decodes with the spec's shape
+  and redoes the rest.
 - `spec.json` is written before any image; a folder made with other settings, another source or
   another split assignment is refused (OutputFolderError) unless `overwrite` is set.
 - `--shard K/N`: clips sorted by id, clip i belongs to shard i mod N + 1 (balanced, deterministic);
@@ -34,11 +35,12 @@ from .audit import AUDIT_DIR, write_audit
 from .augment import DEFAULT_KINDS, augment_wave, check_available, expand_kinds, variant_params
 from .config import SPEC_FILE, SpecConfig, complete_spec
 from .features import SilentClipError, clip_to_image, load_clip
+from .fileio import final_name, is_temporary, write_atomic, write_json
 from .manifest import (AUG_MARK, MANIFEST_FILE, PARTS_DIR, STATUS_OK, PartWriter, merge_parts,
                        previous_rows, skipped_status)
+from .progress import progress
 from .rows import SPLITS, ClipRow, LayoutError
 
-TEMP_SUFFIX = ".part"                 # <clip_id>.png.part: never matches *.png
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS")
 
@@ -153,10 +155,7 @@ def prepare_output(images: Path, doc: dict, overwrite: bool, log: Callable = pri
                 f"{images} holds {', '.join(made_before)} but no {SPEC_FILE}, so its settings are "
                 f"unknown: choose another --out, or add --overwrite to delete them.")
         remove_outputs(images)
-    images.mkdir(parents=True, exist_ok=True)
-    tmp = spec_path.with_name(f".{SPEC_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, spec_path)
+    write_json(spec_path, doc)
 
 
 @contextmanager
@@ -229,8 +228,8 @@ def check_rows(rows: Sequence[ClipRow]) -> None:
 
 
 def remove_stale_temp_files(images: Path, clip_ids: set[str]) -> int:
-    """Delete `*.png.part` files of the given clips (variants included) left by a killed run; return
-    how many. Other shards' temporary files are left alone."""
+    """Delete the temporary PNG files (spec2img.fileio) of the given clips, variants included, left by a
+    killed run; return how many. Other shards' temporary files are left alone."""
     removed = 0
     for split in SPLITS:
         split_dir = images / split
@@ -240,9 +239,9 @@ def remove_stale_temp_files(images: Path, clip_ids: set[str]) -> int:
             if not label_dir.is_dir():
                 continue
             for entry in os.scandir(label_dir.path):
-                if entry.name.endswith(".png" + TEMP_SUFFIX):
-                    stem = entry.name[:-len(".png" + TEMP_SUFFIX)]
-                    if stem.partition(AUG_MARK)[0] in clip_ids:
+                name = final_name(entry.name) if is_temporary(entry.name) else ""
+                if name.endswith(".png"):
+                    if name[:-len(".png")].partition(AUG_MARK)[0] in clip_ids:
                         os.unlink(entry.path)
                         removed += 1
     return removed
@@ -274,16 +273,12 @@ def _png_params(cv2) -> list[int]:
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
-    """Write a uint8 (H, W) array as an 8-bit grayscale PNG: temporary name in the same folder, then rename."""
+    """Write a uint8 (H, W) array as an 8-bit grayscale PNG, atomically."""
     import cv2
     ok, data = cv2.imencode(".png", image, _png_params(cv2))
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + TEMP_SUFFIX)
-    with open(tmp, "wb") as f:
-        f.write(data.tobytes())
-    os.replace(tmp, path)
+    write_atomic(path, data.tobytes())
 
 
 def levels_dbfs(wave: np.ndarray) -> tuple[float, float]:
@@ -394,45 +389,6 @@ def convert_clip(task: tuple[ClipRow, int, tuple]) -> tuple[list[dict], int]:
 # ----------------------------------------------------------------------------- the run
 
 
-class ProgressBar:
-    """A one-line progress bar on stderr: done/total, clips/s, time left (a line per 10 s when not a tty)."""
-
-    def __init__(self, total: int, label: str = "converting", enabled: bool = True):
-        self.total, self.label, self.enabled = total, label, enabled and total > 0
-        self.start = self.last = time.perf_counter()
-        self.tty = sys.stderr.isatty()
-        self.done = 0
-        self.first: float | None = None        # when the first clip finished
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if self.first is None:
-            self.first = now
-        if self.enabled and (now - self.last >= (0.2 if self.tty else 10.0) or self.done == self.total):
-            self.last = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        elapsed = max(now - self.start, 1e-9)
-        rate = self.done / elapsed
-        if self.first is not None and self.done > 1 and now > self.first:
-            rate = (self.done - 1) / (now - self.first)     # start-up time is not throughput
-        left = (self.total - self.done) / rate if rate > 0 else 0
-        filled = int(30 * self.done / self.total)
-        text = (f"{self.label} [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
-                f"{rate:.1f} clips/s, {_clock(elapsed)} elapsed, {_clock(left)} left")
-        sys.stderr.write(("\r" + text) if self.tty else text + "\n")
-        if self.tty and self.done == self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def resolve_workers(workers: int) -> int:
     """Return the number of worker processes: `workers`, or every usable core when 0."""
     if workers > 0:
@@ -508,13 +464,13 @@ def _convert_shard(mine: list[ClipRow], images: Path, cfg: SpecConfig, opts: Con
         tasks.append((row, n, tuple(previous.get(image_name(row.clip_id, k)) for k in range(n + 1))))
     del previous
     summary = ConvertSummary(total=len(mine))
-    bar = ProgressBar(len(tasks), enabled=opts.progress)
     part = PartWriter(images, *opts.shard)
     try:
-        for result_rows, written in run_tasks(tasks, cfg, images, opts):
-            part.write(result_rows)
-            _count(summary, result_rows, written)
-            bar.update()
+        with progress(total=len(tasks), desc="converting", unit="clip", enabled=opts.progress) as bar:
+            for result_rows, written in run_tasks(tasks, cfg, images, opts):
+                part.write(result_rows)
+                _count(summary, result_rows, written)
+                bar.update()
         part.finish()
     finally:
         part.close()

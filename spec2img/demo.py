@@ -31,13 +31,15 @@ import soundfile as sf
 from scipy import signal
 from scipy.fft import next_fast_len
 
+from .fileio import atomic_path, remove_stale_parts, write_atomic
+from .progress import progress
+
 GENERATOR_VERSION = 1            # bumped whenever the synthesis changes the audio
 SYSTEMS = ("griffinlim", "lpc", "codec", "sinusoidal")   # spoofing systems, in manifest order
 MANIFEST = "manifest.csv"
 SETTINGS_FILE = "demo.json"
 README_FILE = "README.txt"
 AUDIO_DIR = "audio"
-PARTIAL_SUFFIX = ".partial"      # atomic writes: <name>.wav.partial, renamed when complete
 HOP = 160                        # analysis hop of the vocoders (10 ms at 16 kHz)
 
 # Peterson & Barney (1952) adult male vowel formants F1, F2, F3 in Hz (ARPAbet names)
@@ -616,17 +618,9 @@ def normalize_loudness(wave: np.ndarray, dbfs: float, peak: float = 0.97) -> np.
 
 
 def write_wav_atomic(path: Path, wave: np.ndarray, sr: int) -> None:
-    """Write 16-bit PCM WAV to a temporary name beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
-    sf.write(str(tmp), wave, sr, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + PARTIAL_SUFFIX)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write 16-bit PCM WAV to `path` atomically."""
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), wave, sr, subtype="PCM_16", format="WAV")
 
 
 def utterance_waves(cfg: DemoConfig, utt: Utterance) -> tuple[np.ndarray, np.ndarray]:
@@ -756,25 +750,6 @@ def _is_complete(path: Path, n_samples: int) -> bool:
         return False
 
 
-def _progress(items, total: int, what: str = "synthetic utterances"):
-    """Yield from `items` while drawing a stderr progress bar with items/s (a line per quarter when
-    stderr is not a terminal)."""
-    tty = sys.stderr.isatty()
-    start, shown = time.perf_counter(), -1
-    for i, item in enumerate(items, 1):
-        yield item
-        rate = i / max(time.perf_counter() - start, 1e-9)
-        quarter = 4 * i // max(total, 1)
-        if tty or quarter != shown or i == total:
-            bar = "#" * (30 * i // max(total, 1))
-            line = f"[{bar:<30}] {i}/{total} {what}, {rate:.1f}/s, eta {(total - i) / rate:.0f} s"
-            sys.stderr.write(("\r" + line) if tty else line + "\n")
-            sys.stderr.flush()
-            shown = quarter
-    if tty and total:
-        sys.stderr.write("\n")
-
-
 def generate_corpus(folder: Path, cfg: DemoConfig = DemoConfig(), workers: int = 0,
                     overwrite: bool = False, log=print) -> dict:
     """Write the synthetic corpus into `folder` (completing a partial one; a no-op when complete) and
@@ -783,8 +758,7 @@ def generate_corpus(folder: Path, cfg: DemoConfig = DemoConfig(), workers: int =
     folder = Path(folder)
     _folder_state(folder, cfg, overwrite, log)
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(f"{AUDIO_DIR}/*/*{PARTIAL_SUFFIX}"):
-        stale.unlink()
+    remove_stale_parts(folder / AUDIO_DIR, recursive=True)
     speakers = [make_speaker(cfg.seed, s) for s in range(cfg.speakers)]
     plan = plan_corpus(cfg)
     clips = [c for u in plan for c in utterance_clips(u, speakers[u.speaker])]
@@ -802,8 +776,8 @@ def generate_corpus(folder: Path, cfg: DemoConfig = DemoConfig(), workers: int =
             f"nothing to do")
         return summary
 
-    _write_text_atomic(folder / SETTINGS_FILE, json.dumps(asdict(cfg), indent=2) + "\n")
-    _write_text_atomic(folder / README_FILE, readme_text(cfg, clips))
+    write_atomic(folder / SETTINGS_FILE, json.dumps(asdict(cfg), indent=2) + "\n")
+    write_atomic(folder / README_FILE, readme_text(cfg, clips))
     manifest.unlink(missing_ok=True)                 # written last: its presence means "complete"
     n_workers = min(len(jobs), workers if workers > 0 else (os.cpu_count() or 1))
     if not jobs:
@@ -814,13 +788,14 @@ def generate_corpus(folder: Path, cfg: DemoConfig = DemoConfig(), workers: int =
     start = time.perf_counter()
     if n_workers <= 1:
         with _one_math_thread():
-            written = sum(_progress(map(_make_utterance, jobs), len(jobs)))
+            written = sum(progress(map(_make_utterance, jobs), len(jobs), desc="synthesizing", unit="utterance"))
     else:
         import multiprocessing as mp
         context = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         with context.Pool(n_workers, initializer=_init_worker) as pool:
-            written = sum(_progress(pool.imap_unordered(_make_utterance, jobs, chunksize=2), len(jobs)))
-    _write_text_atomic(manifest, text)
+            written = sum(progress(pool.imap_unordered(_make_utterance, jobs, chunksize=2), len(jobs),
+                                   desc="synthesizing", unit="utterance"))
+    write_atomic(manifest, text)
     summary.update(written=written, seconds=time.perf_counter() - start)
     log(f"synthetic demo corpus ready: {len(clips)} clips ({cfg.clips_per_class} bonafide, "
         f"{cfg.clips_per_class} spoof from {', '.join(SYSTEMS)}; {cfg.speakers} speakers); wrote {written} "

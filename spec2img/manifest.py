@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import socket
 from pathlib import Path
 from typing import Iterable
 
+from .fileio import publish, write_atomic
 from .rows import LABELS, SPLITS
 
 MANIFEST_FILE = "manifest.csv"
@@ -97,8 +96,7 @@ class PartWriter:
     def finish(self) -> Path:
         """Close and atomically rename the part to its final name; return that path."""
         self._file.close()
-        os.replace(self.partial, self.path)
-        return self.path
+        return publish(self.partial, self.path)
 
     def close(self) -> None:
         """Close without finishing (an interrupted run leaves the .part for the next run to read)."""
@@ -115,15 +113,12 @@ def sort_key(row: dict) -> tuple:
 
 
 def write_manifest(path: Path, rows: Iterable[dict]) -> Path:
-    """Write `rows` (sorted) to `path` under a temporary name unique to this process, then rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=sort_key))
-    os.replace(tmp, path)
-    return path
+    """Write `rows` (sorted) to `path` atomically (spec2img.fileio); return `path`."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=sort_key))
+    return write_atomic(path, buffer.getvalue())
 
 
 def merge_parts(images: Path, expected_ids: set[str] | None = None) -> tuple[Path, set[str]]:

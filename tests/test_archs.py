@@ -1,5 +1,6 @@
 """classify.archs: the registry, rebuilding from model.json's recipe, and the missing-weights message."""
 import json
+import time
 import urllib.error
 
 import pytest
@@ -11,8 +12,8 @@ from classify import archs
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(archs.UnknownArchError) as err:
         archs.get_arch("resnet152")
-    for name in ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_b0", "efficientnet_b4", "simple_cnn",
-                 "lcnn"):
+    for name in ("resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_b0", "efficientnet_b4",
+                 "efficientnet_lite0", "simple_cnn", "lcnn"):
         assert name in str(err.value)
 
 
@@ -81,7 +82,7 @@ def test_lcnn_trains_and_rebuilds_exactly_from_its_model_json_recipe():
         assert model(torch.randn(1, 3, 128, 400)).shape == (1, 2)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0"])
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0", "efficientnet_lite0"])
 def test_rebuilt_model_matches_what_vision_learner_trains(name):
     from fastai.data.core import DataLoaders
     from fastai.vision.learner import vision_learner
@@ -119,4 +120,56 @@ def test_missing_timm_weights_say_where_to_put_them(tmp_path, monkeypatch):
         archs.build_model(archs.builder_settings("efficientnet_b0"), pretrained=True)
     message = str(err.value)
     assert str(tmp_path / "hf-cache") in message and "timm/efficientnet_b0" in message
-    assert "--no-pretrained" in message
+    assert "--no-pretrained" in message and "--weights" in message
+
+
+def hub_out_of_reach(monkeypatch, cache):
+    """Point huggingface_hub at an empty cache and an endpoint that cannot resolve, without HF_HUB_OFFLINE or a
+    proxy; return the list that records every download timm attempts."""
+    import timm.models._hub
+    from huggingface_hub import constants
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")  # .invalid never resolves (RFC 2606)
+    for proxy in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    downloads = []
+
+    def download(*args, **kwargs):
+        downloads.append(args or kwargs)
+        raise OSError("no network (test)")
+    monkeypatch.setattr(timm.models._hub, "hf_hub_download", download)
+    return downloads
+
+
+def test_timm_weights_fail_at_once_offline_with_where_to_put_them(tmp_path, monkeypatch):
+    downloads = hub_out_of_reach(monkeypatch, tmp_path / "hf-cache")
+    start = time.monotonic()
+    with pytest.raises(archs.PretrainedWeightsUnavailable) as err:
+        archs.build_model(archs.builder_settings("efficientnet_lite0"), pretrained=True)
+    assert time.monotonic() - start < 15  # huggingface_hub alone retries for about a minute
+    assert downloads == []  # no request, so no retry
+    message = str(err.value)
+    assert "hub.invalid:443 cannot be reached" in message and "timm/efficientnet_lite0" in message
+    assert str(tmp_path / "hf-cache") in message and "--weights FILE" in message and "--no-pretrained" in message
+
+
+def test_timm_weights_copied_into_the_hub_cache_load_without_the_network(tmp_path, monkeypatch):
+    import timm
+    from safetensors.torch import save_file
+    downloads = hub_out_of_reach(monkeypatch, tmp_path / "hf-cache")
+    torch.manual_seed(3)
+    imagenet = timm.create_model("efficientnet_lite0").state_dict()  # stands in for the hub's file
+    # the hub cache's layout: models--<org>--<name>/refs/main names the snapshot holding the files
+    repo = tmp_path / "hf-cache" / "models--timm--efficientnet_lite0.ra_in1k"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in imagenet.items()}, str(snapshot / "model.safetensors"))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    model = archs.build_model(archs.builder_settings("efficientnet_lite0"), pretrained=True)
+    assert downloads == []
+    body = model[0].model.state_dict()
+    assert torch.equal(body["conv_stem.weight"], imagenet["conv_stem.weight"])
+    assert torch.equal(body["blocks.6.0.bn3.running_var"], imagenet["blocks.6.0.bn3.running_var"])

@@ -15,6 +15,7 @@ from audiogen import write_tone
 from spec2img.__main__ import main
 from spec2img.convert import png_is_valid
 from spec2img.manifest import read_rows
+from spec2img.fileio import stale_parts
 
 SMALL = ["--duration", "1", "--n-mels", "64", "--workers", "1"]
 
@@ -100,7 +101,7 @@ def test_killed_conversion_resumes_to_the_complete_set(tmp_path):
     final = list(out.glob("*/*/*.png"))
     assert len(final) == 16 and all(png_is_valid(p, shape) for p in final)
     assert all(p.stat().st_mtime_ns == t for p, t in done.items())    # finished images were kept
-    assert not list(out.rglob("*.part"))
+    assert not stale_parts(out, recursive=True)
     rows = read_rows(out / "manifest.csv")
     assert len(rows) == 16 and all(r["status"] == "ok" for r in rows)
 

@@ -15,6 +15,7 @@ from spec2img import SpecConfig, convert
 from spec2img.convert import (ConvertOptions, OutputFolderError, convert_rows, png_is_valid, shard_of)
 from spec2img.manifest import COLUMNS, CONTRACT_COLUMNS, read_rows
 from spec2img.rows import ClipRow
+from spec2img.fileio import stale_parts, temporary_path
 
 CFG = SpecConfig(duration=1.0, n_mels=64)          # small images keep the tests fast
 ONE = ConvertOptions(workers=1, progress=False)
@@ -70,7 +71,7 @@ def test_converts_a_small_dataset(tmp_path):
     spec = json.loads((out / "spec.json").read_text())
     assert SpecConfig.from_dict(spec) == CFG
     assert spec["source"] == {"root": str((tmp_path / "audio").resolve()), "layout": "csv"}
-    assert not list(out.rglob("*.part"))
+    assert not stale_parts(out, recursive=True)
 
 
 def test_rerun_changes_nothing(tmp_path):
@@ -90,7 +91,7 @@ def test_corrupt_png_and_stale_temp_files_are_redone(tmp_path):
     good = pngs(out)
     broken = out / "train" / "bonafide" / "clip0.png"
     broken.write_bytes(good["train/bonafide/clip0.png"][:200])          # truncated PNG
-    stale = out / "val" / "spoof" / "clip1.png.part"
+    stale = temporary_path(out / "val" / "spoof" / "clip1.png")
     stale.write_bytes(b"half an image")
     assert not png_is_valid(broken, CFG.image_shape)
     before = mtimes(out)

@@ -14,6 +14,7 @@ import soundfile as sf
 from spec2img import demo
 from spec2img.config import SpecConfig
 from spec2img.features import clip_to_image
+from spec2img.fileio import temporary_path
 
 SMALL = demo.DemoConfig(clips_per_class=8, speakers=2, seed=3)
 
@@ -109,7 +110,7 @@ def test_rerun_is_a_no_op_and_interrupted_run_is_completed(tmp_path):
     (folder / "audio/bonafide/F01_u001.wav").unlink()
     (folder / "audio/codec/F01_u002_codec.wav").unlink()
     (folder / demo.MANIFEST).unlink()
-    (folder / "audio/lpc/F01_u003_lpc.wav.partial").write_bytes(b"RIFF")
+    temporary_path(folder / "audio/lpc/F01_u003_lpc.wav").write_bytes(b"RIFF")
     summary = demo.generate_corpus(folder, cfg, workers=1, log=lambda m: None)
     assert summary["written"] == 2
     assert _files(folder) == before

@@ -17,6 +17,7 @@ from torch import nn
 from classify import distributed, model_io, train
 from classify.metrics import compute_eer
 from test_train import make_images
+from spec2img.fileio import stale_parts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,7 @@ def test_two_processes_train_one_model_score_all_of_val_and_write_one_run_folder
     assert len(folders) == 1, folders  # rank 1 wrote nothing of its own
     run = folders[0]
     assert (runs / "latest").resolve() == run.resolve()
-    assert not list(run.glob("*.tmp"))
+    assert not stale_parts(run)
     ranks = [json.loads((debug / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]  # gradients were averaged

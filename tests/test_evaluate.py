@@ -13,6 +13,7 @@ from spec2img.audio import load_audio
 from spec2img.config import SpecConfig, save_spec
 from spec2img.features import clip_to_image
 from spec2img.manifest import CONTRACT_COLUMNS
+from spec2img.fileio import stale_parts
 
 TINY_SPEC = SpecConfig(sample_rate=8000, duration=0.5, n_mels=16, n_fft=128, win_length=128, hop_length=80)
 N_PER_CLASS = {"train": 8, "val": 6, "test": 6}
@@ -110,7 +111,7 @@ def test_every_output_is_written(run, evaluated):
     for png in run.glob("*-test.png"):
         with Image.open(png) as im:
             assert im.size[0] > 100 and im.size[1] > 100, png
-    assert not list(run.glob("*.tmp")) and not list(run.glob("*.tmp.png"))
+    assert not stale_parts(run)
     assert (run / "scores.csv").read_text() == (run / "scores-test.csv").read_text()
     rows = read_csv(run / "scores-test.csv")
     assert len(rows) == 2 * N_PER_CLASS["test"]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from classify import archs, model_io
+from spec2img.fileio import stale_parts
 
 
 def description(arch="simple_cnn", height=32, width=48):
@@ -22,7 +23,7 @@ def test_saved_model_reloads_to_the_same_logits(tmp_path, arch):
     model = archs.build_model(archs.builder_settings(arch)).eval()
     model_io.save_model(tmp_path, model, description(arch))
     assert json.loads((tmp_path / "model.json").read_text())["format_version"] == 1
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not stale_parts(tmp_path)
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 48), dtype=np.uint8)
     loaded, desc = model_io.load_model(tmp_path)
     assert not loaded.training and desc["arch"] == arch

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from classify import thresholds as T
+from spec2img.fileio import stale_parts
 
 
 def _brute(p, y, t):
@@ -93,4 +94,4 @@ def test_thresholds_json_round_trip(tmp_path):
     assert data["score_threshold"] == pytest.approx(math.log(3))
     assert T.read_thresholds(tmp_path) == data
     assert T.read_thresholds(tmp_path / "none") is None
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not stale_parts(tmp_path)

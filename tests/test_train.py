@@ -11,6 +11,7 @@ from PIL import Image
 from classify import data, model_io, train
 from classify.metrics import compute_eer
 from spec2img.config import SpecConfig, save_spec
+from spec2img.fileio import stale_parts
 
 SMALL_SPEC = SpecConfig(n_mels=32, duration=0.5)  # 32 x 50 images
 
@@ -57,7 +58,7 @@ def test_resnet18_one_epoch_writes_the_whole_run_folder(tmp_path):
     for name in ("config.json", "history.csv", "curves.png", "model.safetensors", "model.json", "export.pkl",
                  "train.log"):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
-    assert not list(run.glob("*.tmp"))
+    assert not stale_parts(run)
     assert run.name.startswith("resnet18-") and len(run.name) == len("resnet18-yyyymmdd-hhmmss")
     latest = tmp_path / "runs" / "latest"
     assert latest.is_symlink() and not os.path.isabs(os.readlink(latest)) and latest.resolve() == run.resolve()
