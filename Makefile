@@ -23,6 +23,10 @@ SEEDS ?=
 GPUS ?= 1
 TRAIN_ARGS ?=
 SPEC_ARGS ?=
+GROUP ?= $(if $(DATA),,path:2)
+TRAIN_GROUPS ?=
+TEST_GROUPS ?=
+QUALITY_ARGS ?=
 ACCELERATE_ARGS ?=
 DEMO_DATA := data/demo
 # `make images` with no DATA converts the built-in synthetic demo corpus
@@ -30,7 +34,7 @@ SOURCE := $(if $(DATA),$(DATA),$(DEMO_DATA))
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo demo-data images audit train evaluate predict test browser \
-        bench-convert bench-train bench-predict clean
+        bench-convert bench-train bench-predict bench-quality clean
 
 help: ## list the targets and variables
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -38,6 +42,7 @@ help: ## list the targets and variables
 	@echo "  variables: DATA=<audio root or csv> DATASET=$(DATASET) IMAGES=$(IMAGES) WORKERS=$(WORKERS) (0 = all cores)"
 	@echo "             ARCH=$(ARCH) EPOCHS=$(EPOCHS) BS=$(BS) SEEDS='0 1 2' GPUS=$(GPUS) RUN=$(RUN) SPLIT=$(SPLIT) AUDIO=<files>"
 	@echo "             SPEC_ARGS='<more spec2img flags, e.g. --augment 2 --overwrite>' TRAIN_ARGS='<more classify.train flags>' ACCELERATE_ARGS='--num_machines M --machine_rank R ...'"
+	@echo "             GROUP=<column | system | path:N> TRAIN_GROUPS=a,b TEST_GROUPS=c QUALITY_ARGS='<more benchmarks.quality flags>' (bench-quality)"
 
 install: $(STAMP) ## create .venv and install requirements.txt (other targets do this first)
 
@@ -89,6 +94,10 @@ bench-train: $(STAMP) ## training images/s: plain PyTorch ceiling vs the project
 
 bench-predict: $(STAMP) ## predict clips/s end to end from 4 s audio files, against conversion clips/s
 	$(PY) -m benchmarks.predict_throughput
+
+bench-quality: $(STAMP) $(if $(DATA),,demo-data) ## generalization: train on some GROUPs of DATA, test on others; recipes x seeds -> benchmarks/out/quality.csv
+	@test -n "$(GROUP)" || { echo "usage: make bench-quality DATA=<csv or root> GROUP=<column | system | path:N> [TRAIN_GROUPS=a,b TEST_GROUPS=c]"; exit 2; }
+	$(PY) -m benchmarks.quality $(SOURCE)$(if $(DATA),,/manifest.csv) --group '$(GROUP)' $(if $(TRAIN_GROUPS),--train-groups '$(TRAIN_GROUPS)') $(if $(TEST_GROUPS),--test-groups '$(TEST_GROUPS)') $(QUALITY_ARGS)
 
 clean: ## remove generated data, images and runs (keeps .venv)
 	rm -rf $(DEMO_DATA) $(RUNS) benchmarks/out .pytest_cache

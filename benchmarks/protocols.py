@@ -5,7 +5,7 @@ A group is a source, corpus or system: a CSV column, a row field (system, speake
 split, as spec2img's CSV adapter reads it:
   in-domain       the whole collection split as spec2img splits it (stratified, grouped by speaker);
   A -> B          clips of groups A are split into train/val, clips of groups B are the test set;
-  leave one out   each group in turn is B, all the others A.
+  leave one out   each group in turn is B, all the others A ("others -> B").
 When the test groups lack a class (a group may hold one class only, e.g. real recordings alone),
 that class's clips of the training groups are split 70/15/15 and their test share joins the test
 set, never seen in training. A protocol whose training groups lack a class cannot be trained and
@@ -106,10 +106,10 @@ def in_domain(rows: Sequence[ClipRow], seed: int = 0) -> Protocol:
 
 
 def cross_group(rows: Sequence[ClipRow], groups: Sequence[str], train_groups: Sequence[str],
-                test_groups: Sequence[str], seed: int = 0) -> Protocol:
-    """Return the A -> B protocol (train on `train_groups`, test on `test_groups`); ProtocolError when
-    it cannot be trained or tested."""
-    name = f"{'+'.join(train_groups)} -> {'+'.join(test_groups)}"
+                test_groups: Sequence[str], seed: int = 0, name: str = "") -> Protocol:
+    """Return the A -> B protocol (train on `train_groups`, test on `test_groups`), named "A -> B" unless
+    `name` is given; ProtocolError when it cannot be trained or tested."""
+    name = name or f"{'+'.join(train_groups)} -> {'+'.join(test_groups)}"
     train_pool = [replace(r, split="") for r, g in zip(rows, groups) if g in train_groups]
     test_pool = [replace(r, split="test") for r, g in zip(rows, groups) if g in test_groups]
     if not test_pool:
@@ -147,13 +147,13 @@ def cross_protocols(rows: Sequence[ClipRow], groups: Sequence[str], train_groups
                             f"choose another GROUP")
     if train_groups:
         test = list(test_groups) or [g for g in known if g not in train_groups]
-        pairs = [(list(train_groups), test)] + ([(test, list(train_groups))] if both_directions else [])
+        pairs = [(list(train_groups), test, "")] + ([(test, list(train_groups), "")] if both_directions else [])
     else:
-        pairs = [([g for g in known if g != held], [held]) for held in known]
+        pairs = [([g for g in known if g != held], [held], f"others -> {held}") for held in known]
     protocols, skipped = [], []
-    for train, test in pairs:
+    for train, test, name in pairs:
         try:
-            protocols.append(cross_group(rows, groups, train, test, seed))
+            protocols.append(cross_group(rows, groups, train, test, seed, name))
         except ProtocolError as error:
             skipped.append(str(error))
     if not protocols:
