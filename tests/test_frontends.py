@@ -186,3 +186,13 @@ def test_trim_and_center_on_a_file(tmp_path):
     wave, _ = load_clip(tmp_path / "clip.wav", cfg)
     assert wave.size == SR
     assert loudest_row(clip_to_image(wave, cfg)) == loudest_row(clip_to_image(tone(3000, 1.0), cfg))
+
+
+def test_predict_windows_a_trimmed_file_in_file_time(tmp_path):
+    from classify.predict import iter_file_windows
+    sf.write(tmp_path / "clip.wav", padded(tone(800, 3.0), lead=1.0, tail=1.0), SR, subtype="FLOAT")
+    cfg = SpecConfig(duration=2.0, trim_silence=True)
+    windows = list(iter_file_windows(tmp_path / "clip.wav", cfg))
+    assert windows[0][0] == pytest.approx(1.0, abs=0.03)            # starts where the sound starts
+    assert windows[-1][0] + cfg.duration == pytest.approx(4.0, abs=0.03)   # ends where it ends
+    assert all(w.size == cfg.n_samples and np.abs(w[:160]).max() > 0.1 for _, w in windows)
