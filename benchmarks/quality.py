@@ -2,14 +2,14 @@
 
     python -m benchmarks.quality DATA --group path:1 [--train-groups A,B [--test-groups C,D]]
         [--frontends mel,linear,cqt,lfcc] [--trims off,on] [--augments none,rawboost:1] [--archs lcnn]
-        [--design oneway|factorial|none] [--recipe 'NAME: SPEC FLAGS | TRAIN FLAGS' ...]
+        [--design oneway|factorial|none] [--recipes 'NAME: SPEC FLAGS | TRAIN FLAGS' ...]
         [--seeds 0,1,2] [--epochs 10] [--bs 32] [--spec-args '...'] [--train-args '...']
 
 Protocols (benchmarks.protocols): A -> B and B -> A when --train-groups is given, else leave one
 group out; plus the in-domain split of the whole collection. Recipes: a grid over front end x
 silence trimming x augmentation ("none" or KINDS:K) x architecture, either one axis changed at a
 time from the first value of each (oneway, the default) or every combination (factorial), plus any
---recipe (spec2img flags | classify.train flags, e.g. `--arch efficientnet_lite0 --weights w.pth`).
+of --recipes (spec2img flags | classify.train flags, e.g. `--arch efficientnet_lite0 --weights w.pth`).
 Every run uses the project's own stages as a user runs them: `python -m spec2img` on a CSV of the
 protocol, `python -m classify.train`, `python -m classify.evaluate --split test` (run in this process
 as `python -m` runs them, so the libraries load once; --isolate starts a process per stage). The images of a
@@ -32,32 +32,37 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.protocols import (Protocol, ProtocolError, cross_protocols, group_values, in_domain, parse_groups,
                                   write_protocol_csv)
+from classify.runfolder import METRICS_FILE, evaluation_dir
 from spec2img.fileio import write_atomic
 
 RESULTS = "results.jsonl"
+DESIGNS = ("oneway", "factorial", "none")
 
 
 @dataclass(frozen=True)
 class QualitySettings:
-    data: str = ""                        # CSV manifest or dataset root (any layout spec2img reads)
-    group: str = ""                       # CSV column, system|speaker|condition, or path:N (N-th folder below the data)
+    data: str                             # CSV manifest or dataset root (any layout spec2img reads)
+    group: str = ""                       # the groups: a CSV column, system, speaker, condition, or path:N (the
+                                          # N-th folder of each file below the data folder)
     train_groups: str = ""                # A -> B: comma-separated groups to train on; "" = leave one group out
     test_groups: str = ""                 # A -> B: groups to test on; "" = every other group
     both_directions: bool = True          # A -> B is followed by B -> A
     in_domain: bool = True                # also the in-domain split of the whole collection
-    frontends: str = "mel,linear,cqt,lfcc"  # front-end axis (first value = the baseline's)
-    trims: str = "off,on"                 # silence-trimming axis
+    frontends: str = "mel,linear,cqt,lfcc"  # front-end axis (the first value is the baseline's)
+    trims: str = "off,on"                 # silence-trimming axis: off, on
     augments: str = "none,rawboost:1"     # augmentation axis: none, or KINDS:K (K variants drawn from KINDS)
     archs: str = "lcnn"                   # architecture axis
-    design: str = "oneway"                # oneway: change one axis at a time; factorial: every combination; none
-    recipes: tuple[str, ...] = ()         # extra recipes "NAME: SPEC FLAGS | TRAIN FLAGS"
+    design: str = field(default="oneway",  # oneway: one axis changed at a time; factorial: every combination;
+                        metadata={"choices": DESIGNS})   # none: only --recipes
+    recipes: list[str] = field(default_factory=list,  # extra recipes 'NAME: SPEC2IMG FLAGS | TRAIN FLAGS'
+                               metadata={"metavar": "'NAME: SPEC | TRAIN'"})
     seeds: str = "0,1,2"                  # training seeds
     epochs: int = 10                      # classify.train --epochs
     bs: int = 32                          # classify.train --bs
@@ -67,7 +72,7 @@ class QualitySettings:
     workers: int = 0                      # conversion worker processes (0 = all cores)
     isolate: bool = False                 # run every stage in its own Python process (nothing shared, slower)
     work: str = "benchmarks/out/quality"  # converted images, runs, logs and results.jsonl (resumable)
-    out: str = "benchmarks/out"           # quality.csv and quality.png
+    out: str = "benchmarks/out"           # folder of quality.csv and quality.png
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ def parse_recipe(text: str) -> Recipe:
     """Parse 'NAME: SPEC FLAGS | TRAIN FLAGS' (either part may be empty)."""
     name, sep, rest = text.partition(":")
     if not sep or not name.strip():
-        raise ValueError(f"--recipe {text!r}: expected 'NAME: SPEC2IMG FLAGS | TRAIN FLAGS'")
+        raise ValueError(f"--recipes {text!r}: expected 'NAME: SPEC2IMG FLAGS | TRAIN FLAGS'")
     spec, _, train = rest.partition("|")
     return Recipe(name.strip(), tuple(shlex.split(spec)), tuple(shlex.split(train)))
 
@@ -127,7 +132,7 @@ def build_recipes(s: QualitySettings) -> list[Recipe]:
         raise ValueError(f"--design {s.design!r}: use oneway, factorial or none")
     recipes = [axis_recipe(*p, show_arch) for p in points] + [parse_recipe(r) for r in s.recipes]
     if not recipes:
-        raise ValueError("no recipe: give axes with --design oneway|factorial, or --recipe")
+        raise ValueError("no recipe: give axes with --design oneway|factorial, or --recipes")
     names = [r.name for r in recipes]
     if len(set(names)) != len(names):
         raise ValueError(f"recipe names must be unique: {names}")
@@ -247,7 +252,8 @@ class Bench:
             if not ok:
                 entry["error"] = f"{'training' if 'evaluate' not in tail else 'evaluation'} failed: {tail}"
             else:
-                metrics = json.loads((runs / "latest" / "metrics.json").read_text())["metrics"]
+                evaluated = evaluation_dir(runs / "latest")          # the run's current evaluation output set
+                metrics = json.loads((evaluated / METRICS_FILE).read_text())["metrics"]
                 entry.update(eer=metrics["eer"]["value"], roc_auc=metrics["roc_auc"]["value"],
                              run=str((runs / "latest").resolve()))
         entry["seconds"] = round(time.perf_counter() - started, 1)
@@ -435,31 +441,16 @@ def benchmark(s: QualitySettings, log=print) -> tuple[list[dict], list[dict]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = QualitySettings()
-    p = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", help="CSV manifest or dataset root")
-    for f in fields(QualitySettings):
-        if f.name == "data":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(d, f.name)
-        if f.name == "recipes":
-            p.add_argument("--recipe", dest="recipes", action="append", default=[], metavar="'NAME: SPEC | TRAIN'",
-                           help="an extra recipe: spec2img flags | classify.train flags (repeatable)")
-        elif isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        else:
-            p.add_argument(flag, type=type(default), default=default, metavar=f.name.upper(),
-                           help=f"(default: {default!r})")
-    return p
+    """Return the command line, generated from QualitySettings (spec2img.cli)."""
+    from spec2img.cli import build_parser as build_cli
+    return build_cli("python -m benchmarks.quality", __doc__.split("\n\n")[0], [QualitySettings],
+                     epilog=__doc__.split("\n\n", 2)[2])
 
 
 def main(argv: list[str] | None = None) -> int:
+    from spec2img.cli import parse_settings
     from spec2img.rows import LayoutError
-    args = vars(build_parser().parse_args(argv))
-    args["recipes"] = tuple(args["recipes"])
-    settings = QualitySettings(**args)
+    settings, = parse_settings(build_parser(), argv, QualitySettings)
     try:
         benchmark(settings, log=lambda text: print(text, flush=True))
     except (ProtocolError, LayoutError, ValueError) as error:

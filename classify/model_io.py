@@ -19,10 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from classify.archs import build_model
+from classify.devices import autocast, autocast_dtype, float32_final_layer
+from classify.runfolder import MODEL_JSON, MODEL_WEIGHTS, TRAIN_HINT, RunFolderError, check_run
 from spec2img.fileio import atomic_path, write_json
 
-MODEL_WEIGHTS = "model.safetensors"
-MODEL_JSON = "model.json"
 FORMAT_VERSION = 1
 SPOOF_INDEX = 1  # spec2img.rows.LABELS = ("bonafide", "spoof")
 
@@ -42,33 +42,29 @@ def save_model(run_dir, model: nn.Module, description: dict) -> Path:
 
 
 def read_description(run_dir) -> dict:
-    """Return run_dir/model.json as a dict; FileNotFoundError says the run folder lacks it."""
-    run_dir = Path(run_dir)
-    path = run_dir / MODEL_JSON
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no {MODEL_JSON}: it is not a finished training run "
-                                f"(train first: `python -m classify.train --images images --out runs`)")
-    description = json.loads(path.read_text())
-    if description.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {description.get('format_version')!r}; "
-                         f"this code reads version {FORMAT_VERSION}")
+    """Return run_dir/model.json as a dict; RunFolderError when it is missing, unreadable or of another version."""
+    path = Path(run_dir) / MODEL_JSON
+    try:
+        description = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunFolderError(f"{run_dir} has no {MODEL_JSON}: it holds no trained model ({TRAIN_HINT})") from None
+    except (OSError, ValueError) as error:
+        raise RunFolderError(f"cannot read {path}: {error}") from None
+    if not isinstance(description, dict) or description.get("format_version") != FORMAT_VERSION:
+        version = description.get("format_version") if isinstance(description, dict) else None
+        raise RunFolderError(f"{path} has format_version {version!r}; this code reads version {FORMAT_VERSION}")
     return description
 
 
 def load_model(run_dir, device="cpu") -> tuple[nn.Module, dict]:
-    """Return (module in eval mode on `device`, model.json dict) from a run folder, without unpickling."""
+    """Return (module in eval mode on `device`, model.json dict) from a complete run folder (runfolder.check_run),
+    without unpickling."""
     from safetensors.torch import load_file
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} does not exist "
-                                f"(train first: `python -m classify.train --images images --out runs`)")
+    check_run(run_dir)
     description = read_description(run_dir)
-    weights = run_dir / MODEL_WEIGHTS
-    if not weights.is_file():
-        raise FileNotFoundError(f"{run_dir} has no {MODEL_WEIGHTS}: the training run did not finish "
-                                f"(train first: `python -m classify.train --images images --out runs`)")
     model = build_model(description["builder"], pretrained=False)
-    model.load_state_dict(load_file(str(weights)), strict=True)
+    model.load_state_dict(load_file(str(run_dir / MODEL_WEIGHTS)), strict=True)
     model = model.to(torch.device(device), memory_format=torch.channels_last)  # faster convs on CPU and GPU
     return model.eval(), description
 
@@ -132,12 +128,16 @@ def images_to_input(images_uint8, description: dict, device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def predict_logits(model: nn.Module, images_uint8, description: dict, device=None, bs: int = 64) -> np.ndarray:
-    """Return float32 logits (N, 2) for N uint8 images, in batches of `bs`, without gradients."""
+def predict_logits(model: nn.Module, images_uint8, description: dict, device=None, bs: int = 64,
+                   precision: str = "auto") -> np.ndarray:
+    """Return float32 logits (N, 2) for N uint8 images, in batches of `bs`, without gradients.
+
+    `precision` (classify.devices): "auto" is bf16 or fp16 autocast on CUDA, float32 on the CPU; the
+    final Linear always runs in float32, so the scores keep float32's resolution."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     out = []
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.inference_mode(), autocast(device, autocast_dtype(device, precision)), float32_final_layer(model):
         for start in range(0, len(images_uint8), bs):
             x = images_to_input(images_uint8[start:start + bs], description, device)
             out.append(model(x).float())

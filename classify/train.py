@@ -1,4 +1,4 @@
-"""Train a spoof detector on images/{train,val}: `python -m classify.train --images images --arch resnet101`.
+"""Train a spoof detector on images/{train,val}: `classify-train --images images --arch resnet101`.
 
 Pretrained architectures: fastai `vision_learner` + `fine_tune` (frozen body for --freeze-epochs,
 then the whole network, one-cycle), from ImageNet weights that torchvision / timm download or find in
@@ -10,17 +10,15 @@ Several GPUs or machines: `accelerate launch --multi_gpu --num_processes N -m cl
 """
 from __future__ import annotations
 
-import argparse
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Literal
 
 import numpy as np
 import torch
 from fastai.callback.channelslast import ChannelsLast
-from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.mixup import MixUp
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle, fine_tune)
 from fastai.callback.progress import ProgressCallback
@@ -29,21 +27,22 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import OptimWrapper
 from fastai.torch_core import rank_distrib, set_seed
-from fastcore.script import call_parse
 
-from classify import archs, distributed, runfolder, weightfile
-from classify.callbacks import (DeviceLosses, EpochHistory, KeepBestEpoch, SparseProgress, ValidAccuracy, ValidEER,
-                                ValidRocAuc)
-from classify.data import AugmentConfig, build_dataloaders
+from classify import archs, devices, distributed, runfolder, weightfile
+from classify.callbacks import (DeviceLosses, DeviceMixedPrecision, EpochHistory, KeepBestEpoch, SparseProgress,
+                                ValidAccuracy, ValidEER, ValidRocAuc)
+from classify.data import STORAGES, AugmentConfig, build_dataloaders
 from classify.devices import default_device
 from classify.model_io import save_model
+from spec2img.cli import build_parser as build_cli, parse_settings
 from spec2img.rows import LABELS
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     images: str = "images"        # folder written by spec2img (spec.json, train/, val/)
-    arch: str = "resnet101"       # one of classify.archs.ARCHS
+    arch: str = "resnet101"       # classify.archs.ARCHS: resnet18/34/50/101, efficientnet_b0/b4/lite0, simple_cnn,
+                                  # lcnn
     epochs: int = 5               # epochs of whole-network training (after the frozen ones when pretrained)
     lr: float = 0.0               # peak learning rate; 0 = 2e-3 for fine-tuning, 3e-3 from scratch
     bs: int = 64                  # batch size of one step; a multi-process launch splits it evenly across processes
@@ -54,12 +53,18 @@ class TrainConfig:
                                   # PyTorch state dict) instead of a download; "" = torchvision's / timm's own
     seed: int = 0                 # seeds Python, numpy and torch; same seed + data + device = same result
     out: str = "runs"             # parent folder of the run folders
-    balance: str = "weights"      # none | weights (class-weighted loss) | sampler (balanced batches)
+    balance: Literal["none", "weights", "sampler"] = "weights"  # class imbalance: none, weights (class-weighted
+                                                                # loss) or sampler (balanced batches)
     mixup: float = 0.0            # mixup Beta(alpha, alpha) parameter; 0 = off
     early_stop: int = 0           # stop after this many epochs without a better validation EER; 0 = off
-    loader: str = "auto"          # auto | memory (decode once, batches from RAM/GPU) | datablock (stream PNGs)
+    loader: Literal["auto", "memory", "datablock"] = "auto"  # auto, memory (decode the PNGs once, batches from
+                                                             # RAM or GPU) or datablock (stream them from disk)
     workers: int = 0              # PNG decoding threads (memory) or loader processes (datablock); 0 = all cores
     augment: bool = True          # time shift + SpecAugment masks on training batches
+    precision: str = field(default="auto",  # auto: bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 on
+                           metadata={"choices": devices.PRECISIONS})  # the CPU
+    storage: str = field(default="auto",  # memory loader: auto (on the GPU when the images fit its share), device
+                         metadata={"choices": STORAGES})  # or host (pinned staging)
 
     def peak_lr(self) -> float:
         """Return the learning rate actually used."""
@@ -77,7 +82,9 @@ class TrainConfig:
             ("freeze_epochs", self.freeze_epochs, ">= 0", self.freeze_epochs >= 0),
             ("bs", self.bs, ">= 1", self.bs >= 1), ("lr", self.lr, ">= 0", self.lr >= 0),
             ("size", self.size, ">= 0", self.size >= 0), ("mixup", self.mixup, ">= 0", self.mixup >= 0),
-            ("early_stop", self.early_stop, ">= 0", self.early_stop >= 0)) if not ok]
+            ("early_stop", self.early_stop, ">= 0", self.early_stop >= 0),
+            ("precision", self.precision, "one of " + ", ".join(devices.PRECISIONS), self.precision in devices.PRECISIONS),
+            ("storage", self.storage, "one of " + ", ".join(STORAGES), self.storage in STORAGES)) if not ok]
         if self.bs >= 1 and distributed.is_distributed():
             try:
                 distributed.per_process_bs(self.bs)
@@ -97,9 +104,15 @@ class TrainConfig:
 
 # ---------------------------------------------------------------- building the learner
 
+def fused_adamw(device: torch.device) -> bool:
+    """Return True when AdamW should run fused (one kernel for all parameters): on CUDA. On the CPU the
+    foreach implementation is as fast; tests switch this on to run the CUDA branch on the CPU."""
+    return device.type == "cuda"
+
+
 def optimizer_for(device: torch.device):
     """Return the opt_func: torch AdamW through fastai's OptimWrapper, fused on CUDA, foreach on the CPU."""
-    flag = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    flag = {"fused": True} if fused_adamw(device) else {"foreach": True}
     return partial(OptimWrapper, opt=torch.optim.AdamW, **flag)
 
 
@@ -129,8 +142,9 @@ def build_learner(cfg: TrainConfig, dls, class_weights: list[float], device: tor
     if cfg.mixup > 0:
         learn.add_cb(MixUp(cfg.mixup))
     learn.add_cb(ChannelsLast())  # the batches are channels_last too: 5-25% faster on the CPU, ~2x on CUDA
-    if device.type == "cuda":
-        learn.add_cb(MixedPrecision("bf16" if torch.cuda.is_bf16_supported() else "fp16"))
+    precision = devices.resolve_precision(device, cfg.precision)
+    if precision != "fp32":  # autocast on the batches' device; the final Linear stays float32
+        learn.add_cb(DeviceMixedPrecision(precision))
     return learn
 
 
@@ -143,16 +157,31 @@ def model_description(cfg: TrainConfig, spec_dict: dict, input_shape) -> dict:
 
 
 def fit(learn: Learner, cfg: TrainConfig):
-    """Run the schedule: fine_tune when starting from ImageNet weights, else fit_one_cycle."""
-    try:
-        if cfg.fine_tunes():
-            learn.fine_tune(cfg.epochs, base_lr=cfg.peak_lr(), freeze_epochs=cfg.freeze_epochs)
-        else:
-            learn.fit_one_cycle(cfg.epochs, cfg.peak_lr())
-    except torch.OutOfMemoryError as e:
-        hint = "" if cfg.loader == "datablock" else " or --loader datablock to keep the images off the GPU"
-        raise SystemExit(f"CUDA out of memory with --bs {cfg.bs} ({cfg.arch}): try --bs {max(1, cfg.bs // 2)}"
-                         f"{hint}. ({str(e).splitlines()[0]})") from None
+    """Run the schedule: fine_tune when starting from ImageNet weights, else fit_one_cycle. Out of memory
+    (in any process of a multi-process run) stops every process with a message saying what to change."""
+    with distributed.FailureWatch() as watch:
+        try:
+            if cfg.fine_tunes():
+                learn.fine_tune(cfg.epochs, base_lr=cfg.peak_lr(), freeze_epochs=cfg.freeze_epochs)
+            else:
+                learn.fit_one_cycle(cfg.epochs, cfg.peak_lr())
+        except Exception as e:
+            if devices.is_out_of_memory(e):
+                message = out_of_memory_message(cfg, e)
+                watch.announce(message)
+                raise SystemExit(message) from None
+            if watch.peer_failure() is not None:  # this process's error follows another's failure, already printed
+                raise SystemExit(1) from None
+            raise
+
+
+def out_of_memory_message(cfg: TrainConfig, error: BaseException) -> str:
+    """Return what to change after running out of GPU memory during training."""
+    n = distributed.world_size()
+    where = f" in process {rank_distrib()} of {n}" if n > 1 else ""
+    hint = "" if cfg.loader == "datablock" else " or --loader datablock to keep the images off the GPU"
+    return (f"CUDA out of memory{where} with --bs {cfg.bs} ({cfg.arch}): try --bs {max(n, cfg.bs // 2)}{hint}. "
+            f"({devices.out_of_memory_line(error)})")
 
 
 def run_config(cfg: TrainConfig, spec_dict: dict, summary, device, run_dir,
@@ -163,6 +192,7 @@ def run_config(cfg: TrainConfig, spec_dict: dict, summary, device, run_dir,
             else "fit_one_cycle", "augment": asdict(AugmentConfig()) if cfg.augment else None,
             "data": asdict(summary), "spec": spec_dict, "versions": runfolder.package_versions(),
             "git_commit": runfolder.git_commit(), "device": runfolder.device_description(device),
+            "precision_used": devices.resolve_precision(device, cfg.precision),
             "processes": distributed.world_size(), "bs_per_process": cfg.bs // distributed.world_size(),
             "seed": cfg.seed, "run_dir": str(run_dir), "images": str(Path(cfg.images).resolve()),
             "pretrained_weights": pretrained_weights_record(cfg, body_weights)}
@@ -236,6 +266,9 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     if n_procs > 1:
         log_early(f"process group: {n_procs} processes on {device.type} ({torch.distributed.get_backend()}); "
                   f"batch {cfg.bs} = {n_procs} x {cfg.bs // n_procs} images per process")
+    precision = devices.resolve_precision(device, cfg.precision)
+    if precision != "fp32":
+        log_early(f"mixed precision: {precision} autocast on {device} (the final layer in float32)")
     if body_weights is not None:
         log_early(f"ImageNet weights of the {cfg.arch} body: {body_weights.path} "
                   f"({len(body_weights.state)} tensors, sha256 {body_weights.sha256[:16]}...)")
@@ -243,7 +276,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     workers = cfg.workers or (max(1, (os.cpu_count() or 1) // distributed.local_world_size()) if n_procs > 1 else 0)
     dls, spec, spec_dict, summary = build_dataloaders(
         cfg.images, cfg.bs // n_procs, device, cfg.loader, cfg.balance, cfg.size,
-        AugmentConfig() if cfg.augment else None, workers=workers, log=log_early)
+        AugmentConfig() if cfg.augment else None, workers=workers, storage=cfg.storage, log=log_early)
     learn = build_learner(cfg, dls, summary.class_weights, device, body_weights)
     if n_procs > 1:  # same initial weights everywhere (DDP broadcasts rank 0's); distinct augmentation draws
         torch.manual_seed(cfg.seed + 1000 * rank_distrib())
@@ -251,11 +284,11 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     run_dir = runfolder.create_run_dir(cfg.out, cfg.arch, cfg.seed)
     run_name = distributed.broadcast_from_main(None if run_dir is None else str(run_dir))
     if run_dir:
-        runfolder.write_atomic(run_dir / "train.log", "".join(m + "\n" for m in early))
-    with runfolder.tee_output(run_dir / "train.log" if run_dir else None):
+        runfolder.write_atomic(run_dir / runfolder.TRAIN_LOG, "".join(m + "\n" for m in early))
+    with runfolder.tee_output(run_dir / runfolder.TRAIN_LOG if run_dir else None):
         if run_dir:
             log(f"run folder: {run_dir}")
-            runfolder.write_json(run_dir / "config.json",
+            runfolder.write_json(run_dir / runfolder.CONFIG,
                                  run_config(cfg, spec_dict, summary, device, run_dir, body_weights))
         best = KeepBestEpoch()
         history = EpochHistory(run_dir)
@@ -274,7 +307,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         if run_dir:
             save_model(run_dir, learn.model, model_description(cfg, spec_dict, summary.input_shape))
             runfolder.plot_curves(run_dir, history.rows, best_epoch)
-            export_learner(learn, run_dir / "export.pkl")
+            export_learner(learn, run_dir / runfolder.EXPORT)
+            runfolder.mark_complete(run_dir, best_epoch=best_epoch, epochs=len(history.rows))  # last: the run is usable
             runfolder.point_latest(cfg.out, run_dir)
             log(f"run folder: {run_dir} ({Path(cfg.out) / runfolder.LATEST} points to it)")
     return TrainResult(run_dir, learn, best_epoch, history.rows)
@@ -284,36 +318,22 @@ def _silent(_msg):
     pass
 
 
-ON_OFF = {"action": argparse.BooleanOptionalAction}  # gives --name and --no-name
+def build_parser():
+    """Return the command line: one option per TrainConfig field (spec2img.cli)."""
+    return build_cli("classify-train", __doc__.split("\n\n", 1)[0].split(": ", 1)[0],
+                     [TrainConfig], epilog=__doc__.split("\n\n", 1)[1])
 
 
-@call_parse
-def main(
-    images: str = "images",  # folder written by spec2img (spec.json, train/, val/)
-    arch: str = "resnet101",  # architecture: resnet18/34/50/101, efficientnet_b0/b4/lite0, simple_cnn, lcnn
-    epochs: int = 5,  # epochs of whole-network training (after the frozen ones when pretrained)
-    lr: float = 0.0,  # peak learning rate; 0 = 2e-3 when fine-tuning, 3e-3 from scratch
-    bs: int = 64,  # batch size (of all processes together in a multi-GPU launch)
-    freeze_epochs: int = 1,  # pretrained only: epochs with the ImageNet body frozen
-    size: int = 0,  # model input height, the width keeps the aspect; 0 = the images' own size
-    pretrained: Annotated[bool, "start from ImageNet weights (--no-pretrained: random weights)", ON_OFF] = True,
-    weights: str = TrainConfig.weights,  # local file with the ImageNet weights of the arch's body, instead of a download
-    seed: int = 0,  # random seed
-    out: str = "runs",  # parent folder of the run folders
-    balance: str = "weights",  # class imbalance: none, weights (weighted loss) or sampler (balanced batches)
-    mixup: float = 0.0,  # mixup alpha; 0 = off
-    early_stop: int = 0,  # stop after this many epochs without a better validation EER; 0 = off
-    loader: str = "auto",  # auto, memory (decode PNGs once, batches from memory) or datablock (stream from disk)
-    workers: int = 0,  # PNG decoding threads / datablock loader processes; 0 = all cores
-    augment: Annotated[bool, "time shift and SpecAugment masks on training batches", ON_OFF] = True,
-):
-    "Fine-tune (or train from scratch) a spoof detector on spectrogram images; writes runs/<arch>-<time>/."
-    cfg = TrainConfig(images=images, arch=arch, epochs=epochs, lr=lr, bs=bs, freeze_epochs=freeze_epochs, size=size,
-                      pretrained=pretrained, weights=weights, seed=seed, out=out, balance=balance, mixup=mixup,
-                      early_stop=early_stop, loader=loader, workers=workers, augment=augment)
+def main(argv: list[str] | None = None) -> None:
+    """Fine-tune (or train from scratch) a spoof detector on spectrogram images; writes runs/<arch>-<time>/."""
+    cfg, = parse_settings(build_parser(), argv, TrainConfig)
     try:
         train(cfg)
     except (archs.UnknownArchError, archs.PretrainedWeightsUnavailable, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     finally:
         distributed.teardown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,16 +1,17 @@
-"""python -m spec2img SRC --out images: convert a labeled speech collection into spectrogram PNGs."""
+"""spec2img SRC --out images: convert a labeled speech collection into spectrogram PNGs."""
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
+from dataclasses import dataclass
 from pathlib import Path
 
-from .augment import GROUPS, KINDS, CodecUnavailable, check_available, expand_kinds
-from .config import CROPS, FRONTENDS, SpecConfig
+from .augment import CodecUnavailable
+from .cli import build_parser as build_cli, parse_settings
+from .config import SpecConfig
 from .convert import ConvertOptions, ConvertSummary, OutputFolderError, convert
-from .datasets import LAYOUTS
 from .rows import LayoutError
+
 SHOWN_SKIPS = 5
 
 EPILOG = """\
@@ -33,8 +34,8 @@ details:
   Unreadable, empty, truncated, NaN-containing or non-audio files are skipped with their reason; the
   run goes on and ends with a summary.
   Resume: re-running the same command skips every clip whose PNG decodes with the right shape and
-  redoes the rest; PNGs are written to <name>.png.part and renamed, so a killed run leaves no broken
-  image. A folder made with other settings (or another source or split assignment) is refused
+  redoes the rest; PNGs are written under a hidden temporary name and renamed, so a killed run
+  leaves no broken image. A folder made with other settings (or another source or split assignment) is refused
   unless --overwrite, which deletes its images, manifest and audit first.
   Shards: --shard K/N converts clips K, K+N, K+2N, ... of the clips sorted by id; run the N shards
   anywhere (a cluster job array) into the same folder with the same settings. Each writes
@@ -45,82 +46,16 @@ exit status: 0 when at least one clip was converted (or this shard has none), 1 
 """
 
 
-def shard_arg(text: str) -> tuple[int, int]:
-    """Parse 'K/N' (1 <= K <= N)."""
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected K/N, e.g. 2/8") from None
-    if not 1 <= k <= n:
-        raise argparse.ArgumentTypeError(f"--shard {text!r}: need 1 <= K <= N")
-    return k, n
-
-
-def ratios_arg(text: str) -> tuple[float, float, float]:
-    """Parse 'train,val,test' fractions summing to 1."""
-    try:
-        ratios = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        ratios = ()
-    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6:
-        raise argparse.ArgumentTypeError(f"--split-ratios {text!r}: expected three fractions summing to 1, "
-                                         f"e.g. 0.7,0.15,0.15")
-    return ratios
+@dataclass(frozen=True)
+class ConvertPaths:
+    source: Path                  # dataset root folder, or a CSV manifest (file,label[,split,system,speaker])
+    out: Path = Path("images")    # images folder to write
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = SpecConfig()
-    p = argparse.ArgumentParser(prog="python -m spec2img", description=__doc__.split(": ", 1)[1],
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", type=Path, help="dataset root folder, or a CSV manifest (file,label[,split,system,speaker])")
-    p.add_argument("--out", type=Path, default=Path("images"), help="images folder to write (default: images)")
-    p.add_argument("--dataset", choices=("auto", *LAYOUTS), default="auto", help="dataset layout (default: detect it)")
-    p.add_argument("--workers", type=int, default=0, help="worker processes, one math thread each (0 = all cores)")
-    p.add_argument("--shard", type=shard_arg, default=(1, 1), metavar="K/N",
-                   help="convert only shard K of N (1-based), for job arrays (default: 1/1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split assignment and augmentation")
-    p.add_argument("--split-ratios", type=ratios_arg, default=(0.7, 0.15, 0.15), metavar="TRAIN,VAL,TEST",
-                   help="split fractions for datasets without their own splits (default: 0.7,0.15,0.15)")
-    p.add_argument("--augment", type=int, default=ConvertOptions.augment, metavar="K",
-                   help="K extra augmented variants per train clip (default: 0)")
-    p.add_argument("--augment-kinds", default=ConvertOptions.augment_kinds, metavar="KINDS",
-                   help=f"comma-separated kinds or groups a variant draws one of; '+' chains kinds "
-                        f"(groups: {', '.join(GROUPS)}; kinds: {', '.join(KINDS)}; default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="when --out holds images made with other settings (or another source or split "
-                        "assignment), delete its images, manifest and audit and convert afresh; "
-                        "with the same settings a run always resumes")
-    g = p.add_argument_group("spectrogram settings (saved in spec.json)")
-    g.add_argument("--frontend", choices=FRONTENDS, default=d.frontend, help="image rows: mel, linear (STFT), "
-                   "cqt (constant-Q) or lfcc (cepstra with deltas) (default: %(default)s)")
-    g.add_argument("--sample-rate", type=int, default=d.sample_rate, help="Hz every clip is resampled to")
-    g.add_argument("--duration", type=float, default=d.duration, help="seconds per image (short clips repeated)")
-    g.add_argument("--crop", choices=CROPS, default=d.crop, help="part of a longer clip kept (default: %(default)s)")
-    g.add_argument("--trim-silence", action=argparse.BooleanOptionalAction, default=d.trim_silence,
-                   help="strip leading and trailing silence before cropping")
-    g.add_argument("--trim-db", type=float, default=d.trim_db, help="silence: dB below the loudest 25 ms frame")
-    g.add_argument("--trim-min-seconds", type=float, default=d.trim_min_seconds,
-                   help="skip a clip with less sound than this after trimming")
-    g.add_argument("--read-seconds", type=float, default=d.read_seconds,
-                   help="with trimming: seconds of a long file decoded (its start, or middle with --crop center)")
-    g.add_argument("--n-mels", type=int, default=d.n_mels, help="mel: bands = image height")
-    g.add_argument("--n-fft", type=int, default=d.n_fft, help="FFT size, samples")
-    g.add_argument("--hop-length", type=int, default=d.hop_length, help="hop, samples (width = duration*sr/hop)")
-    g.add_argument("--win-length", type=int, default=d.win_length, help="window, samples (<= n_fft)")
-    g.add_argument("--fmin", type=float, default=d.fmin, help="lowest mel frequency, Hz")
-    g.add_argument("--fmax", type=float, default=d.fmax, help="highest mel frequency, Hz (0 = sample_rate/2)")
-    g.add_argument("--cqt-bins", type=int, default=d.cqt_bins, help="cqt: bins = image height")
-    g.add_argument("--cqt-bins-per-octave", type=int, default=d.cqt_bins_per_octave, help="cqt: bins per octave")
-    g.add_argument("--cqt-fmin", type=float, default=d.cqt_fmin, help="cqt: Hz, centre of the lowest bin")
-    g.add_argument("--n-lfcc", type=int, default=d.n_lfcc, help="lfcc: coefficients per block (height 3x)")
-    g.add_argument("--lfcc-filters", type=int, default=d.lfcc_filters, help="lfcc: linear triangular filters")
-    g.add_argument("--top-db", type=float, default=d.top_db, help="dB range below the clip's peak mapped onto 0..255")
-    return p
-
-
-def spec_from_args(args: argparse.Namespace) -> SpecConfig:
-    """Return the validated SpecConfig of the parsed flags (every SpecConfig field that has a flag)."""
-    return SpecConfig(**{f.name: getattr(args, f.name) for f in fields(SpecConfig) if hasattr(args, f.name)}).validate()
+    """Return the command line: the paths, ConvertOptions, and SpecConfig's settings (saved in spec.json)."""
+    return build_cli("spec2img", __doc__.split(": ", 1)[1], [ConvertPaths, ConvertOptions,
+                     ("spectrogram settings (saved in spec.json)", SpecConfig)], epilog=EPILOG)
 
 
 def report(summary: ConvertSummary, images: Path) -> None:
@@ -139,28 +74,22 @@ def report(summary: ConvertSummary, images: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    paths, opts, cfg = parse_settings(build_parser(), argv, ConvertPaths, ConvertOptions, SpecConfig)
     try:
-        cfg = spec_from_args(args)
-        if args.augment < 0 or args.workers < 0:
-            raise ValueError("--augment and --workers must be >= 0")
-        opts = ConvertOptions(layout=args.dataset, workers=args.workers, shard=args.shard, seed=args.seed,
-                              split_ratios=args.split_ratios, augment=args.augment,
-                              augment_kinds=args.augment_kinds, overwrite=args.overwrite)
-        if opts.augment:
-            check_available(expand_kinds(opts.augment_kinds))
+        cfg.validate()
+        opts.validate()                   # an unknown augmentation kind or a missing codec stops here
     except (ValueError, CodecUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        summary = convert(args.source, args.out, cfg, opts, log=lambda text: print(text, flush=True))
+        summary = convert(paths.source, paths.out, cfg, opts, log=lambda text: print(text, flush=True))
     except (LayoutError, OutputFolderError, CodecUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished images are kept; run the same command again to resume", file=sys.stderr)
         return 130
-    report(summary, args.out)
+    report(summary, paths.out)
     return 0 if summary.converted or summary.total == 0 else 1
 
 if __name__ == "__main__":

@@ -42,8 +42,10 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+from .silence import SILENCE_TOP_DB
 
 SPEC_FILE = "spec.json"
 SPEC_VERSION = 1
@@ -59,7 +61,8 @@ LFCC_DELTA2_SCALE = 16.0   # ΔΔ block scale = static scale / this
 class SpecConfig:
     sample_rate: int = 16_000   # Hz; every clip is resampled to this rate
     duration: float = 4.0       # seconds per image; short clips repeat-padded, long ones cropped per `crop`
-    frontend: str = "mel"       # mel | linear | cqt | lfcc: what the image rows are (see the module docstring)
+    frontend: str = field(default="mel", metadata={"choices": FRONTENDS})  # image rows: mel, linear (STFT), cqt
+                                # (constant-Q) or lfcc (cepstra with deltas); see spec2img/config.py
     n_mels: int = 128           # mel: bands = image height
     n_fft: int = 512            # FFT size in samples (32 ms at 16 kHz); linear: image height n_fft/2+1
     win_length: int = 400       # analysis window in samples (25 ms at 16 kHz)
@@ -74,11 +77,12 @@ class SpecConfig:
     top_db: float = 80.0        # dynamic range below the clip's peak mapped onto 0..255
     silence_dbfs: float = -90.0  # peak sample level (dBFS) below which a clip counts as silent
     trim_silence: bool = False  # strip leading and trailing silence (quieter than trim_db below the loudest frame)
-    trim_db: float = 40.0       # trimming level: dB below the clip's loudest 25 ms frame that counts as silence
+    trim_db: float = SILENCE_TOP_DB  # trimming level: dB below the clip's loudest 25 ms frame that counts as silence
     trim_min_seconds: float = 0.2  # a clip with less than this left after trimming is skipped
-    crop: str = "first"         # part of a long clip kept: first | center (its middle `duration` seconds)
+    crop: str = field(default="first", metadata={"choices": CROPS})  # part of a long clip kept: first, or center
+                                # (its middle `duration` seconds)
     read_seconds: float = 60.0  # with trimming: seconds of a long file decoded (its start, or middle for center)
-    version: int = SPEC_VERSION  # bumped when the image computation changes
+    version: int = field(default=SPEC_VERSION, metadata={"cli": False})  # bumped when the image computation changes
 
     @property
     def frames(self) -> int:
@@ -205,5 +209,5 @@ def load_spec(folder: Path) -> SpecConfig:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: {folder} was not made by spec2img "
-            f"(run `make images` or `python -m spec2img SRC --out {folder}` first)")
+            f"(run `make images` or `spec2img SRC --out {folder}` first)")
     return SpecConfig.from_dict(json.loads(path.read_text()))

@@ -34,6 +34,8 @@ from .audio import AudioError, probe_audio
 from .audit import AUDIT_DIR, write_audit
 from .augment import DEFAULT_KINDS, augment_wave, check_available, expand_kinds, variant_params
 from .config import SPEC_FILE, SpecConfig, complete_spec
+from .cues import CUE_COLUMNS, cue_cells, file_cues
+from .datasets import LAYOUTS
 from .features import SilentClipError, clip_to_image, load_clip
 from .fileio import final_name, is_temporary, write_atomic, write_json
 from .manifest import (AUG_MARK, MANIFEST_FILE, PARTS_DIR, STATUS_OK, PartWriter, merge_parts,
@@ -49,17 +51,56 @@ class OutputFolderError(Exception):
     """The output folder holds images made otherwise; str() lists the differences and the fix."""
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """Return (K, N) from 'K/N' with 1 <= K <= N; ValueError says what is expected."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError("expected K/N, e.g. 2/8") from None
+    if not 1 <= k <= n:
+        raise ValueError("need 1 <= K <= N")
+    return k, n
+
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    """Return (train, val, test) from 'a,b,c' fractions summing to 1; ValueError says what is expected."""
+    try:
+        ratios = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        ratios = ()
+    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6:
+        raise ValueError("expected three fractions summing to 1, e.g. 0.7,0.15,0.15")
+    return ratios
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
-    layout: str = "auto"                       # dataset adapter, or "auto" to detect it
-    workers: int = 0                           # worker processes; 0 = all cores, 1 = in this process
-    shard: tuple[int, int] = (1, 1)            # (K, N): convert only the K-th of N shards (1-based)
-    seed: int = 0                              # split assignment and augmentation
-    split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train/val/test when the dataset has none
-    augment: int = 0                           # extra augmented variants per train clip
-    augment_kinds: str = DEFAULT_KINDS         # kinds, groups or '+' chains a variant draws from (spec2img.augment)
-    overwrite: bool = False                    # delete images made with other settings first
-    progress: bool = True                      # progress bar on stderr
+    dataset: str = field(default="auto",  # dataset layout; auto = detect it and say which and why
+                         metadata={"choices": ("auto", *LAYOUTS)})
+    workers: int = 0              # worker processes, one math thread each; 0 = all cores, 1 = in this process
+    shard: tuple[int, int] = field(default=(1, 1),  # convert only clips K, K+N, ... (1-based), for job arrays
+                                   metadata={"parse": parse_shard, "metavar": "K/N"})
+    seed: int = 0                 # seed of the split assignment and augmentation
+    split_ratios: tuple[float, float, float] = field(default=(0.7, 0.15, 0.15),  # split fractions for datasets
+                                                     metadata={"parse": parse_ratios,   # without their own splits
+                                                               "metavar": "TRAIN,VAL,TEST"})
+    augment: int = 0              # K extra augmented variants per train clip (val and test never), drawn from
+                                  # augment_kinds
+    augment_kinds: str = DEFAULT_KINDS  # comma-separated kinds or groups a variant draws one of, '+' chaining
+                                  # kinds: rawboost, codec, channel, classic, all (see spec2img.augment)
+    overwrite: bool = False       # when the folder holds images made with other settings (or another source or
+                                  # split assignment), delete its images, manifest and audit first
+    progress: bool = True         # progress bar on stderr
+
+    def validate(self) -> "ConvertOptions":
+        """Return self, or raise ValueError naming the option that cannot work (UnknownKindError for an
+        augmentation kind), or CodecUnavailable naming what to install."""
+        if self.augment < 0 or self.workers < 0:
+            raise ValueError("--augment and --workers must be >= 0")
+        parse_shard(f"{self.shard[0]}/{self.shard[1]}")
+        if self.augment:
+            check_available(expand_kinds(self.augment_kinds))
+        return self
 
 
 @dataclass
@@ -289,9 +330,10 @@ def levels_dbfs(wave: np.ndarray) -> tuple[float, float]:
 
 
 def manifest_row(row: ClipRow, status: str, k: int = 0, info=None, levels=("", ""),
-                 image: str = "", augmentation: str = "") -> dict:
-    """Return one manifest row (all values as written to the CSV)."""
-    return {"clip_id": image_name(row.clip_id, k), "path": os.path.abspath(row.path),
+                 image: str = "", augmentation: str = "", cues: dict | None = None) -> dict:
+    """Return one manifest row (all values as written to the CSV); `cues` from spec2img.cues.file_cues."""
+    return {**cue_cells(cues), "subset": row.subset, "family": row.family,
+            "clip_id": image_name(row.clip_id, k), "path": os.path.abspath(row.path),
             "label": row.label, "split": row.split, "system": row.system, "speaker": row.speaker,
             "condition": row.condition,
             "duration": "" if info is None else f"{info.duration:.4f}",
@@ -330,7 +372,17 @@ def init_worker(cfg_dict: dict, images: str, seed: int, augment_kinds: tuple[str
 
 
 def _reusable(previous: dict | None, relpath: str) -> bool:
-    return bool(previous) and previous["status"] == STATUS_OK and previous["image"] == relpath
+    # a row from before the cue columns existed is completed (its valid PNG is kept, not rewritten)
+    return (bool(previous) and previous["status"] == STATUS_OK and previous["image"] == relpath
+            and previous.get(CUE_COLUMNS[0], "") != "")
+
+
+def _cues(path: Path, info) -> dict | None:
+    """Return the file's shortcut cues, None when they cannot be measured (the clip is still converted)."""
+    try:
+        return file_cues(path, info)
+    except Exception:                 # a tail that will not decode must not cost the clip its image
+        return None
 
 
 def _skip(row: ClipRow, reason: str, levels=("", "")) -> dict:
@@ -356,6 +408,7 @@ def convert_clip(task: tuple[ClipRow, int, tuple]) -> tuple[list[dict], int]:
         return [_skip(row, str(error))], 0
     except Exception as error:        # a decoder crash on a strange file must not stop the run
         return [_skip(row, f"unexpected error ({type(error).__name__}: {error})")], 0
+    cues = _cues(row.path, info)
     out, written = [], 0
     for k, rel in enumerate(relpaths):
         if valid[k] and _reusable(previous[k], rel):
@@ -382,7 +435,7 @@ def convert_clip(task: tuple[ClipRow, int, tuple]) -> tuple[list[dict], int]:
                 return [_skip(row, f"unexpected error ({type(error).__name__}: {error})")], written
             continue
         out.append(manifest_row(row, STATUS_OK, k, info, levels_dbfs(clip), rel,
-                                params.describe() if params else ""))
+                                params.describe() if params else "", cues))
     return out, written
 
 
@@ -433,8 +486,7 @@ def convert_rows(rows: Sequence[ClipRow], images: Path, cfg: SpecConfig, opts: C
     an unknown augmentation kind), CodecUnavailable."""
     started = time.perf_counter()
     cfg.validate()
-    if opts.augment:
-        check_available(expand_kinds(opts.augment_kinds))
+    opts.validate()
     images = Path(images)
     check_rows(rows)
     prepare_output(images, spec_document(cfg, source, layout, rows, opts), opts.overwrite, log)
@@ -496,8 +548,8 @@ def convert(source: Path, images: Path, cfg: SpecConfig, opts: ConvertOptions,
     from .datasets import detect_layout, iter_rows
     from .splits import assign_splits
     source = Path(source).expanduser()
-    layout = detect_layout(source) if opts.layout == "auto" else opts.layout
-    rows = list(iter_rows(source, opts.layout, log=log))      # "auto" logs the layout it found
+    layout = detect_layout(source) if opts.dataset == "auto" else opts.dataset
+    rows = list(iter_rows(source, opts.dataset, log=log))      # "auto" logs the layout it found
     if not rows:
         raise LayoutError(f"{source}: no audio clips found for layout {layout!r}")
     rows = assign_splits(rows, ratios=opts.split_ratios, seed=opts.seed)

@@ -12,13 +12,14 @@ import numpy as np
 
 TRIM_FRAME_S = 0.025   # RMS frame, seconds (25 ms: the usual speech analysis frame)
 TRIM_HOP_S = 0.010     # hop between frames, seconds: the resolution of the bounds
+SILENCE_TOP_DB = 40.0  # default level: frames more than 40 dB below the loudest frame are silence
 
 
 def _frames(sample_rate: int) -> tuple[int, int]:
     return max(1, int(round(TRIM_FRAME_S * sample_rate))), max(1, int(round(TRIM_HOP_S * sample_rate)))
 
 
-def speech_bounds(wave: np.ndarray, sample_rate: int, top_db: float) -> tuple[int, int]:
+def speech_bounds(wave: np.ndarray, sample_rate: int, top_db: float = SILENCE_TOP_DB) -> tuple[int, int]:
     """Return (start, end) sample indices of the non-silent part of mono `wave`: from the first to
     the end of the last frame whose RMS is within `top_db` of the loudest frame; (0, 0) when the
     wave is empty or all zeros."""
@@ -31,7 +32,7 @@ def speech_bounds(wave: np.ndarray, sample_rate: int, top_db: float) -> tuple[in
     return int(start), int(end)
 
 
-def silence_durations(wave: np.ndarray, sample_rate: int, top_db: float) -> tuple[float, float]:
+def silence_durations(wave: np.ndarray, sample_rate: int, top_db: float = SILENCE_TOP_DB) -> tuple[float, float]:
     """Return (leading, trailing) silence in seconds, by `speech_bounds`; an all-zero wave is all leading."""
     start, end = speech_bounds(wave, sample_rate, top_db)
     n = int(np.asarray(wave).size)

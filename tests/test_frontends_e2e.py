@@ -12,6 +12,7 @@ from scipy.signal import butter, sosfilt
 
 from classify import predict
 from classify.evaluate import EvalSettings, evaluate_run
+from classify.runfolder import evaluation_dir
 from classify.train import TrainConfig, train
 from spec2img.__main__ import main as spec2img_main
 from spec2img.augment import KINDS
@@ -81,9 +82,10 @@ def test_front_end_end_to_end(frontend, corpus, tmp_path, capsys):
     result = train(TrainConfig(images=str(images), out=str(runs), arch="simple_cnn", pretrained=False,
                                epochs=2, bs=8, workers=1, seed=0), log=lambda *a: None)
     metrics = evaluate_run(result.run_dir, EvalSettings(top_k=2), log=lambda *a: None)
-    assert (result.run_dir / "report.html").is_file() and metrics["metrics"]["eer"]["value"] is not None
+    evaluated_set = evaluation_dir(result.run_dir)
+    assert (evaluated_set / "report.html").is_file() and metrics["metrics"]["eer"]["value"] is not None
 
-    with open(result.run_dir / "scores-test.csv", newline="") as f:
+    with open(evaluated_set / "scores-test.csv", newline="") as f:
         evaluated = {Path(r["path"]).name: float(r["score"]) for r in csv.DictReader(f)}
     out = tmp_path / "predicted.csv"
     test_files = sorted(corpus.parent.glob("test_*.wav"))

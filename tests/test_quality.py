@@ -10,6 +10,7 @@ from audiogen import write_tone
 
 from benchmarks import protocols as P
 from benchmarks import quality as Q
+from classify.runfolder import evaluation_dir
 from spec2img.rows import ClipRow
 
 
@@ -79,18 +80,18 @@ def test_in_domain_is_the_split_spec2img_makes(collection):
 
 
 def test_recipes_from_the_axes_and_extra_recipes():
-    s = Q.QualitySettings(frontends="mel,cqt", trims="off,on", augments="none,rawboost:2", archs="lcnn",
-                          recipes=("lite0: --frontend linear | --arch efficientnet_lite0 --weights w.pth",))
+    s = Q.QualitySettings("d", frontends="mel,cqt", trims="off,on", augments="none,rawboost:2", archs="lcnn",
+                          recipes=["lite0: --frontend linear | --arch efficientnet_lite0 --weights w.pth"])
     recipes = Q.build_recipes(s)
     assert [r.name for r in recipes] == ["mel", "cqt", "mel+trim", "mel+aug(rawboostx2)", "lite0"]
     assert recipes[3].spec_args == ("--frontend", "mel", "--augment", "2", "--augment-kinds", "rawboost")
     assert recipes[4].train_args == ("--arch", "efficientnet_lite0", "--weights", "w.pth")
-    assert len(Q.build_recipes(Q.QualitySettings(frontends="mel,cqt", trims="off,on", augments="none",
+    assert len(Q.build_recipes(Q.QualitySettings("d", frontends="mel,cqt", trims="off,on", augments="none",
                                                  design="factorial"))) == 4
     with pytest.raises(ValueError, match="KINDS:K"):
-        Q.build_recipes(Q.QualitySettings(augments="none,rawboost"))
+        Q.build_recipes(Q.QualitySettings("d", augments="none,rawboost"))
     with pytest.raises(ValueError, match="unique"):
-        Q.build_recipes(Q.QualitySettings(frontends="mel", trims="off", augments="none", recipes=("mel: |",)))
+        Q.build_recipes(Q.QualitySettings("d", frontends="mel", trims="off", augments="none", recipes=["mel: |"]))
 
 
 def test_summary_means_folds_per_seed_then_seeds():
@@ -118,7 +119,7 @@ def test_benchmark_end_to_end_on_the_demo_corpus(tmp_path, capsys):
     assert demo.main([str(tmp_path / "demo"), "--clips-per-class", "16", "--workers", "1"]) == 0
     args = [str(tmp_path / "demo" / "manifest.csv"), "--group", "path:2", "--train-groups", "bonafide,griffinlim,lpc",
             "--test-groups", "codec,sinusoidal", "--no-both-directions", "--frontends", "mel", "--trims", "off",
-            "--augments", "none", "--recipe", "lfcc+trim/simple: --frontend lfcc --trim-silence | --arch simple_cnn",
+            "--augments", "none", "--recipes", "lfcc+trim/simple: --frontend lfcc --trim-silence | --arch simple_cnn",
             "--seeds", "0,1", "--epochs", "1", "--bs", "8", "--workers", "1",
             "--spec-args=--duration 1 --n-mels 32", "--train-args=--no-pretrained --workers 1",
             "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")]
@@ -137,7 +138,7 @@ def test_benchmark_end_to_end_on_the_demo_corpus(tmp_path, capsys):
         assert r["runs"] == "2" and 0 <= float(r["eer_mean"]) <= 1, r
     assert (tmp_path / "out" / "quality.png").stat().st_size > 1000
     results = [json.loads(line) for line in (tmp_path / "work" / "results.jsonl").read_text().splitlines()]
-    assert len(results) == 8 and all(Path(e["run"], "report.html").is_file() for e in results)
+    assert len(results) == 8 and all((evaluation_dir(Path(e["run"])) / "report.html").is_file() for e in results)
     lfcc = next(e for e in results if e["recipe"].startswith("lfcc"))
     assert json.loads(Path(lfcc["run"], "model.json").read_text())["arch"] == "simple_cnn"   # train flags passed
     assert json.loads(Path(lfcc["run"], "model.json").read_text())["spec"]["frontend"] == "lfcc"
