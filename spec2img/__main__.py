@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from .config import SpecConfig
-from .convert import ConvertOptions, ConvertSummary, OutputFolderError, convert
+from .convert import ConversionStopped, ConvertOptions, ConvertSummary, OutputFolderError, convert
 from .datasets import LAYOUTS
+from .fileio import EXIT_WRITE_FAILED, OutputWriteError
 from .rows import LayoutError
 SHOWN_SKIPS = 5
 
@@ -30,7 +31,9 @@ details:
   manifest.parts/shard-K-of-N.csv; every run merges the finished parts into manifest.csv, and the
   run that completes the set also writes the audit.
 exit status: 0 when at least one clip was converted (or this shard has none), 1 when nothing could
-  be converted, 2 for a wrong layout, setting or output folder, 130 when interrupted.
+  be converted, 2 for a wrong layout, setting or output folder, 4 when an output could not be written
+  (disk full, read-only folder: the images written are kept, the same command completes the set once
+  the cause is fixed), 130 when interrupted (Ctrl-C; the same command resumes).
 """
 
 
@@ -105,6 +108,16 @@ def report(summary: ConvertSummary, images: Path) -> None:
         print(f"  ... and {len(summary.skipped) - SHOWN_SKIPS} more in {manifest}")
 
 
+def report_stopped(summary: ConvertSummary, images: Path, error: OutputWriteError) -> None:
+    """Print what a run stopped by a failed write had done, the file and cause, and what to do."""
+    sys.stderr.flush()
+    print(f"stopped after {summary.converted + len(summary.skipped)} of {summary.total} clips: "
+          f"{summary.converted} converted ({summary.written} images written by this run, "
+          f"{summary.reused} already there), {len(summary.skipped)} skipped; {summary.seconds:.1f} s")
+    print(f"error: writing into {images} failed: {error}\n  {error.advice}: the images in {images} are "
+          f"kept, only the rest are converted, and manifest.csv is completed then", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -123,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     except (LayoutError, OutputFolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except ConversionStopped as stop:
+        report_stopped(stop.summary, args.out, stop.error)
+        return EXIT_WRITE_FAILED
+    except OutputWriteError as error:
+        print(f"error: nothing was converted: {error}\n  {error.advice}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     except KeyboardInterrupt:
         print("\ninterrupted: finished images are kept; run the same command again to resume", file=sys.stderr)
         return 130

@@ -31,8 +31,9 @@ import soundfile as sf
 from scipy import signal
 from scipy.fft import next_fast_len
 
-from .fileio import atomic_path, remove_stale_parts, write_atomic
+from .fileio import EXIT_WRITE_FAILED, OutputWriteError, atomic_path, output_error, remove_stale_parts, write_atomic
 from .progress import progress
+from .workers import end_with_parent, pool_context
 
 GENERATOR_VERSION = 1            # bumped whenever the synthesis changes the audio
 SYSTEMS = ("griffinlim", "lpc", "codec", "sinusoidal")   # spoofing systems, in manifest order
@@ -647,8 +648,10 @@ def _one_math_thread():
     return threadpool_limits(1)
 
 
-def _init_worker() -> None:
-    """Pool initializer: one math thread for the worker's lifetime."""
+def _init_worker(parent_pid: int) -> None:
+    """Pool initializer: end with the parent (spec2img.workers), leave Ctrl-C to it, one math thread."""
+    end_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _one_math_thread().__enter__()
 
 
@@ -721,6 +724,8 @@ version never land in different splits. Convert with
 def _folder_state(folder: Path, cfg: DemoConfig, overwrite: bool, log) -> None:
     """Check that `folder` is empty or holds a synthetic corpus of the same settings; with `overwrite`,
     remove an older synthetic corpus. Raises DemoError saying what to do otherwise."""
+    if folder.exists() and not folder.is_dir():
+        raise DemoError(f"{folder} is a file, not a folder: choose a new or empty folder for the synthetic corpus")
     settings_path = folder / SETTINGS_FILE
     if settings_path.is_file():
         try:
@@ -757,7 +762,10 @@ def generate_corpus(folder: Path, cfg: DemoConfig = DemoConfig(), workers: int =
     cfg.validate()
     folder = Path(folder)
     _folder_state(folder, cfg, overwrite, log)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise output_error(error, folder) from None
     remove_stale_parts(folder / AUDIO_DIR, recursive=True)
     speakers = [make_speaker(cfg.seed, s) for s in range(cfg.speakers)]
     plan = plan_corpus(cfg)
@@ -790,9 +798,7 @@ def generate_corpus(folder: Path, cfg: DemoConfig = DemoConfig(), workers: int =
         with _one_math_thread():
             written = sum(progress(map(_make_utterance, jobs), len(jobs), desc="synthesizing", unit="utterance"))
     else:
-        import multiprocessing as mp
-        context = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with context.Pool(n_workers, initializer=_init_worker) as pool:
+        with pool_context().Pool(n_workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
             written = sum(progress(pool.imap_unordered(_make_utterance, jobs, chunksize=2), len(jobs),
                                    desc="synthesizing", unit="utterance"))
     write_atomic(manifest, text)
@@ -825,10 +831,19 @@ def main(argv: list[str] | None = None) -> int:
     cfg = DemoConfig(clips_per_class=args.clips_per_class, speakers=min(args.speakers, args.clips_per_class),
                      seed=args.seed)
     try:
+        if args.workers < 0:
+            raise DemoError(f"--workers {args.workers} must be 0 (all cores) or more")
         generate_corpus(args.folder, cfg, workers=args.workers, overwrite=args.overwrite)
     except DemoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OutputWriteError as e:
+        print(f"error: {e}\n  {e.advice}: the clips written are kept, the same command writes the rest",
+              file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    except KeyboardInterrupt:
+        print("\ninterrupted: the clips written are kept; run the same command again to finish", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -5,9 +5,14 @@ written under a temporary name in its own folder, `.<name>~<host>-<pid>.part` (h
 `*.png` or `*.csv` pattern, unique per process even across machines sharing a folder), then moved onto its
 final name in one step by `publish` (`os.replace`: atomic within one file system). A killed writer leaves
 at most a temporary file; `remove_stale_parts` deletes those on the next run.
+
+When a write fails (a full disk, a read-only file system, no permission) the temporary file is removed and
+`OutputWriteError` is raised naming the final file and the cause; every command stops on it with exit status
+`EXIT_WRITE_FAILED`, after saying what it had written, and a rerun once the cause is fixed completes the work.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -17,6 +22,40 @@ from typing import Iterator
 
 TEMP_SUFFIX = ".part"
 _OWNER_MARK = "~"      # between the final name and the writer's host-pid (clip ids never hold "~")
+
+
+EXIT_WRITE_FAILED = 4  # exit status of every command that stopped because an output could not be written
+_ADVICE = {
+    errno.ENOSPC: "free space on that disk (or write elsewhere), then run the same command again",
+    errno.EDQUOT: "free space within your disk quota (or write elsewhere), then run the same command again",
+    errno.EROFS: "the file system is read-only: write elsewhere, or remount it writable, then run again",
+    errno.EACCES: "you have no permission to write there: fix the folder's permissions or write elsewhere",
+    errno.EPERM: "you have no permission to write there: fix the folder's permissions or write elsewhere",
+    errno.EFBIG: "the file is larger than this file system (or `ulimit -f`) allows: write elsewhere",
+    errno.EEXIST: "a file stands where a folder is needed: remove it or write elsewhere",
+    errno.ENOTDIR: "a file stands where a folder is needed: remove it or write elsewhere",
+}
+
+
+class OutputWriteError(OSError):
+    """An output file or folder could not be written (disk full, read-only, no permission). str() names the
+    file and the cause; `advice` says what to do. Every command stops on it with EXIT_WRITE_FAILED."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+    @property
+    def advice(self) -> str:
+        return _ADVICE.get(self.errno, "fix the cause, then run the same command again")
+
+
+def output_error(error: OSError, path: Path | str | None = None) -> OutputWriteError:
+    """Return `error` as an OutputWriteError naming `path` (default: the file the error names)."""
+    if isinstance(error, OutputWriteError) and path is None:
+        return error
+    strerror = error.strerror or (os.strerror(error.errno) if error.errno else str(error))
+    name = path if path is not None else error.filename
+    return OutputWriteError(error.errno or 0, strerror, "an output file" if name is None else str(name))
 
 
 def temporary_path(path: Path) -> Path:
@@ -44,18 +83,24 @@ def publish(temporary: Path, path: Path) -> Path:
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` (parent folders created) to write to; when the block ends
-    normally the file is published as `path`, when it raises the temporary file is removed."""
+    normally the file is published as `path`, when it raises the temporary file is removed (an OSError
+    becomes OutputWriteError naming `path`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise output_error(error, error.filename or path.parent) from None
     tmp = temporary_path(path)
     try:
         yield tmp
         publish(tmp, path)
-    except BaseException:
+    except BaseException as error:
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
+        if isinstance(error, OSError) and not isinstance(error, OutputWriteError):
+            raise output_error(error, path) from None
         raise
 
 
