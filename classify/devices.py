@@ -9,3 +9,15 @@ def default_device(requested: str | torch.device | None = None) -> torch.device:
     if requested is not None and str(requested) != "":
         return torch.device(requested)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_device_name(name: str | None) -> None:
+    """Raise ValueError saying what is accepted when `name` (a --device value; None or "" = automatic) is not
+    a torch device string such as cpu, cuda, cuda:1 or mps. Whether that device exists is checked on use."""
+    if name is None or str(name) == "":
+        return
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name!r} is not a torch device: use cpu, cuda, cuda:N or mps "
+                         f"(or leave it out: cuda when available, else cpu)") from None

@@ -27,7 +27,7 @@ from spec2img.rows import LABELS
 from . import metrics as M
 from . import plots as P
 from .report import TopLossClip, render_report, write_report
-from spec2img.fileio import write_atomic
+from spec2img.fileio import EXIT_WRITE_FAILED, OutputWriteError, check_writable_folder, write_atomic
 from .thresholds import (RULES, choose_threshold_with_value, prob_to_score_threshold, read_thresholds,
                          write_thresholds)
 
@@ -74,6 +74,22 @@ class EvalSettings:
     top_k: int = 8                   # clips with the largest loss shown in the plot and the report
     audio_seconds: float = 4.0       # seconds of each top-loss clip embedded in the report
     device: str | None = None        # torch device; default cuda when available, else cpu
+
+    def validate(self) -> "EvalSettings":
+        """Return self, or raise ValueError naming the setting that cannot work."""
+        from .devices import check_device_name
+        problems = [f"--{name.replace('_', '-')} {value} must be {rule}" for name, value, rule, ok in (
+            ("bs", self.bs, ">= 1", self.bs >= 1), ("top_k", self.top_k, ">= 0", self.top_k >= 0),
+            ("audio_seconds", self.audio_seconds, "> 0", 0 < self.audio_seconds < float("inf")),
+            ("target_far", self.target_far, "between 0 and 1",
+             self.target_far is None or 0 < self.target_far < 1)) if not ok]
+        try:
+            check_device_name(self.device)
+        except ValueError as e:
+            problems.append(str(e))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 @dataclass
@@ -605,8 +621,13 @@ def parse_args(argv=None) -> tuple[list[Path], EvalSettings]:
     a = p.parse_args(argv)
     if a.rule == "far" and a.target_far is None:
         p.error("--rule far needs --target-far, e.g. --target-far 0.01")
-    return a.runs, EvalSettings(a.split, a.rule, a.target_far, a.asv_scores, a.images, a.bs, a.top_k,
-                                a.audio_seconds, a.device)
+    cfg = EvalSettings(a.split, a.rule, a.target_far, a.asv_scores, a.images, a.bs, a.top_k, a.audio_seconds,
+                       a.device)
+    try:
+        cfg.validate()
+    except ValueError as e:
+        p.error(str(e))
+    return a.runs, cfg
 
 
 def main(argv=None) -> int:
@@ -615,17 +636,27 @@ def main(argv=None) -> int:
     results = []
     try:
         for run in runs:
+            if Path(run).is_dir():
+                check_writable_folder(run)  # a read-only run folder stops here, not after scoring
             result = evaluate_run(run, cfg)
             print("\n" + format_table(result))
             print(f"report: {Path(result['report']).resolve()}")
             results.append(result)
+        if len(results) > 1:
+            path, doc = aggregate(results, runs)
+            print(format_aggregate(doc))
+            print(f"aggregate: {path}")
     except EvaluationError as e:
         print(f"classify.evaluate: error: {e}", file=sys.stderr)
         return 2
-    if len(results) > 1:
-        path, doc = aggregate(results, runs)
-        print(format_aggregate(doc))
-        print(f"aggregate: {path}")
+    except OutputWriteError as e:
+        done = f" ({len(results)} of {len(runs)} runs evaluated)" if len(runs) > 1 else ""
+        print(f"classify.evaluate: error: evaluation stopped{done}: {e}\n  {e.advice}; the same command "
+              f"evaluates again (its files are replaced whole, never left half-written)", file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    except KeyboardInterrupt:
+        print("\ninterrupted: files already written are whole; run the same command again", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -48,7 +48,12 @@ def read_description(run_dir) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} has no {MODEL_JSON}: it is not a finished training run "
                                 f"(train first: `python -m classify.train --images images --out runs`)")
-    description = json.loads(path.read_text())
+    try:
+        description = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError: name the file
+        raise ValueError(f"{path} is not valid JSON ({error}): the run folder is damaged; train again") from None
+    if not isinstance(description, dict):
+        raise ValueError(f"{path} holds no JSON object: the run folder is damaged; train again")
     if description.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path} has format_version {description.get('format_version')!r}; "
                          f"this code reads version {FORMAT_VERSION}")

@@ -31,6 +31,8 @@ Exit status:
   2  usage error, unusable run folder (missing model.json / model.safetensors, pickle-only run
      without --trust-pickle), or no audio file found
   3  every file failed
+  4  the output could not be written (disk full, read-only folder, no permission)
+  130 interrupted (Ctrl-C)
 
 Security: the model is rebuilt from `model.safetensors` + `model.json` (plain tensors and JSON: loading
 runs no code from the run folder). A run that only has fastai's `export.pkl` is refused, because
@@ -52,7 +54,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from classify.model_io import bonafide_score, spoof_probability
-from spec2img.fileio import write_atomic
+from classify.devices import check_device_name
+from spec2img.fileio import EXIT_WRITE_FAILED, OutputWriteError, check_writable_folder, write_atomic
 from spec2img.audio import AUDIO_EXTENSIONS, AudioError, load_audio, probe_audio
 from spec2img.config import SpecConfig
 from spec2img.features import SilentClipError, clip_to_image
@@ -235,6 +238,8 @@ def _queue_windows(files: list[Path], rows: list[PredictionRow], spec: SpecConfi
                 raise silent
         except AudioError as error:
             row.status = f"error: {error}"
+            if getattr(error, "info", None) is not None:   # truncated: the duration that decodes
+                row.duration = error.info.duration
         except Exception as error:   # keep scoring the other files; the row names what went wrong
             row.status = f"error: {type(error).__name__}: {str(error).strip()[:200]}"
         bar.update()
@@ -434,6 +439,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--hop {args.hop}: must be in (0, 1], a fraction of the window")
     if args.bs < 1:
         parser.error(f"--bs {args.bs}: must be at least 1")
+    try:
+        check_device_name(args.device)
+    except ValueError as error:
+        parser.error(str(error))
     if args.out is not None and args.out.is_dir():
         parser.error(f"--out {args.out} is a folder: give a file name such as {args.out / 'scores.csv'}")
     return args
@@ -461,14 +470,22 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr)
     try:
+        if args.out is not None:
+            check_writable_folder(args.out.parent)   # before scoring, not after
         predictor = load_predictor(args.run, args.device, args.bs, args.trust_pickle, log=log)
+        log(f"run {args.run} ({predictor.arch}); threshold spoof_prob >= {predictor.threshold:.4g} from "
+            f"{predictor.threshold_source}; {len(files)} file(s)")
+        rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=not args.no_progress)
+        _emit(rows, predictor, args)
     except RunFolderError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    log(f"run {args.run} ({predictor.arch}); threshold spoof_prob >= {predictor.threshold:.4g} from "
-        f"{predictor.threshold_source}; {len(files)} file(s)")
-    rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=not args.no_progress)
-    _emit(rows, predictor, args)
+    except OutputWriteError as error:
+        print(f"error: {error}\n  {error.advice}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing more is scored; run the same command again", file=sys.stderr)
+        return 130
     code = exit_code(rows)
     if code != EXIT_OK:
         failed = sum(r.status != "ok" for r in rows)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -37,6 +38,7 @@ from classify.callbacks import (DeviceLosses, EpochHistory, KeepBestEpoch, Spars
 from classify.data import AugmentConfig, build_dataloaders
 from classify.devices import default_device
 from classify.model_io import save_model
+from spec2img.fileio import EXIT_WRITE_FAILED, OutputWriteError, atomic_path, check_writable_folder
 from spec2img.rows import LABELS
 
 
@@ -77,7 +79,10 @@ class TrainConfig:
             ("freeze_epochs", self.freeze_epochs, ">= 0", self.freeze_epochs >= 0),
             ("bs", self.bs, ">= 1", self.bs >= 1), ("lr", self.lr, ">= 0", self.lr >= 0),
             ("size", self.size, ">= 0", self.size >= 0), ("mixup", self.mixup, ">= 0", self.mixup >= 0),
-            ("early_stop", self.early_stop, ">= 0", self.early_stop >= 0)) if not ok]
+            ("early_stop", self.early_stop, ">= 0", self.early_stop >= 0),
+            ("workers", self.workers, ">= 0", self.workers >= 0)) if not ok]
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            problems.append(f"--out {self.out} is a file: give the folder that holds the run folders")
         if self.bs >= 1 and distributed.is_distributed():
             try:
                 distributed.per_process_bs(self.bs)
@@ -191,7 +196,8 @@ def export_learner(learn: Learner, path: Path):
     if hasattr(trained_on, "for_export"):
         learn.dls = trained_on.for_export()
     try:
-        learn.export(Path(path).resolve())
+        with atomic_path(Path(path).resolve()) as tmp:   # torch.save writes straight to the name it is given
+            learn.export(tmp)
     finally:
         learn.dls = trained_on
 
@@ -212,6 +218,8 @@ class LateEarlyStopping(EarlyStoppingCallback):
 def train(cfg: TrainConfig, log=print) -> TrainResult:
     """Train per `cfg`, write the run folder (rank 0), and return where it is with the trained learner."""
     cfg.validate()  # a wrong setting or an unknown --arch stops here, before any data is read
+    if runfolder.is_main_process():
+        check_writable_folder(cfg.out)  # a read-only or unwritable --out stops here too, not after training
     if not runfolder.is_main_process():
         log = _silent  # one copy of each message: rank 0's
     if cfg.pretrained and not cfg.fine_tunes():
@@ -315,5 +323,13 @@ def main(
         train(cfg)
     except (archs.UnknownArchError, archs.PretrainedWeightsUnavailable, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
+    except OutputWriteError as e:  # disk full, read-only: the run folder stays unfinished, runs/latest unchanged
+        print(f"error: training stopped: {e}\n  {e.advice}, then train again (a new run folder; runs/latest "
+              f"still points to the last finished run)", file=sys.stderr)
+        raise SystemExit(EXIT_WRITE_FAILED) from None
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: this run folder stays unfinished and {Path(out) / runfolder.LATEST} still points to "
+              f"the last finished run; train again to start over", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         distributed.teardown()

@@ -58,6 +58,27 @@ def output_error(error: OSError, path: Path | str | None = None) -> OutputWriteE
     return OutputWriteError(error.errno or 0, strerror, "an output file" if name is None else str(name))
 
 
+def check_writable_folder(folder: Path) -> Path:
+    """Return `folder` when it (or, if missing, the nearest folder above it, where it would be created) can
+    be written; else raise OutputWriteError naming it (read-only file system, no permission, a file in the
+    way), so that a command fails before its long work rather than at the end. Creates nothing."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        code = errno.EEXIST if existing == folder else errno.ENOTDIR
+        raise OutputWriteError(code, f"{existing} is a file, not a folder", str(folder))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        except (OSError, AttributeError):
+            read_only = False
+        code = errno.EROFS if read_only else errno.EACCES
+        raise OutputWriteError(code, os.strerror(code), str(existing))
+    return folder
+
+
 def temporary_path(path: Path) -> Path:
     """Return the temporary name this process writes `path` under before publishing it."""
     path = Path(path)
