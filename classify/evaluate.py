@@ -651,8 +651,8 @@ def main(argv=None) -> int:
         return 2
     except OutputWriteError as e:
         done = f" ({len(results)} of {len(runs)} runs evaluated)" if len(runs) > 1 else ""
-        print(f"classify.evaluate: error: evaluation stopped{done}: {e}\n  {e.advice}; the same command "
-              f"evaluates again (its files are replaced whole, never left half-written)", file=sys.stderr)
+        print(f"classify.evaluate: error: evaluation stopped{done}: {e}\n  {e.advice}, then run the same "
+              f"command again (files are replaced whole, never left half-written)", file=sys.stderr)
         return EXIT_WRITE_FAILED
     except KeyboardInterrupt:
         print("\ninterrupted: files already written are whole; run the same command again", file=sys.stderr)

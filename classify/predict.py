@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except OutputWriteError as error:
-        print(f"error: {error}\n  {error.advice}", file=sys.stderr)
+        print(f"error: {error}\n  {error.advice}, then run the same command again", file=sys.stderr)
         return EXIT_WRITE_FAILED
     except KeyboardInterrupt:
         print("\ninterrupted: nothing more is scored; run the same command again", file=sys.stderr)

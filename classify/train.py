@@ -324,8 +324,8 @@ def main(
     except (archs.UnknownArchError, archs.PretrainedWeightsUnavailable, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     except OutputWriteError as e:  # disk full, read-only: the run folder stays unfinished, runs/latest unchanged
-        print(f"error: training stopped: {e}\n  {e.advice}, then train again (a new run folder; runs/latest "
-              f"still points to the last finished run)", file=sys.stderr)
+        print(f"error: training stopped: {e}\n  {e.advice}, then train again (into a new run folder; "
+              f"{Path(out) / runfolder.LATEST} still points to the last finished run)", file=sys.stderr)
         raise SystemExit(EXIT_WRITE_FAILED) from None
     except KeyboardInterrupt:
         print(f"\ninterrupted: this run folder stays unfinished and {Path(out) / runfolder.LATEST} still points to "

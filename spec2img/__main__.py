@@ -114,8 +114,9 @@ def report_stopped(summary: ConvertSummary, images: Path, error: OutputWriteErro
     print(f"stopped after {summary.converted + len(summary.skipped)} of {summary.total} clips: "
           f"{summary.converted} converted ({summary.written} images written by this run, "
           f"{summary.reused} already there), {len(summary.skipped)} skipped; {summary.seconds:.1f} s")
-    print(f"error: writing into {images} failed: {error}\n  {error.advice}: the images in {images} are "
-          f"kept, only the rest are converted, and manifest.csv is completed then", file=sys.stderr)
+    print(f"error: writing into {images} failed: {error}\n  {error.advice}, then run the same command again: "
+          f"the images in {images} are kept, only the rest are converted, and manifest.csv is completed",
+          file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         report_stopped(stop.summary, args.out, stop.error)
         return EXIT_WRITE_FAILED
     except OutputWriteError as error:
-        print(f"error: nothing was converted: {error}\n  {error.advice}", file=sys.stderr)
+        print(f"error: nothing was converted: {error}\n  {error.advice}, then run the same command again",
+              file=sys.stderr)
         return EXIT_WRITE_FAILED
     except KeyboardInterrupt:
         print("\ninterrupted: finished images are kept; run the same command again to resume", file=sys.stderr)

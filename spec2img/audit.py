@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OutputWriteError as error:
-        print(f"error: {error}: {error.advice}", file=sys.stderr)
+        print(f"error: {error}\n  {error.advice}, then run the audit again", file=sys.stderr)
         return EXIT_WRITE_FAILED
     report = json.loads((folder / AUDIT_FILE).read_text())
     print(f"{report['converted']} clips converted ({report['augmented_images']} augmented images), "

@@ -650,8 +650,9 @@ def _one_math_thread():
 
 def _init_worker(parent_pid: int) -> None:
     """Pool initializer: end with the parent (spec2img.workers), leave Ctrl-C to it, one math thread."""
+    import signal as system_signal   # `signal` here is scipy.signal
     end_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    system_signal.signal(system_signal.SIGINT, system_signal.SIG_IGN)
     _one_math_thread().__enter__()
 
 
@@ -838,8 +839,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OutputWriteError as e:
-        print(f"error: {e}\n  {e.advice}: the clips written are kept, the same command writes the rest",
-              file=sys.stderr)
+        print(f"error: {e}\n  {e.advice}, then run the same command again: the clips written are kept and "
+              f"only the rest are made", file=sys.stderr)
         return EXIT_WRITE_FAILED
     except KeyboardInterrupt:
         print("\ninterrupted: the clips written are kept; run the same command again to finish", file=sys.stderr)

@@ -25,15 +25,15 @@ _OWNER_MARK = "~"      # between the final name and the writer's host-pid (clip 
 
 
 EXIT_WRITE_FAILED = 4  # exit status of every command that stopped because an output could not be written
-_ADVICE = {
-    errno.ENOSPC: "free space on that disk (or write elsewhere), then run the same command again",
-    errno.EDQUOT: "free space within your disk quota (or write elsewhere), then run the same command again",
-    errno.EROFS: "the file system is read-only: write elsewhere, or remount it writable, then run again",
-    errno.EACCES: "you have no permission to write there: fix the folder's permissions or write elsewhere",
-    errno.EPERM: "you have no permission to write there: fix the folder's permissions or write elsewhere",
+_ADVICE = {  # what to fix, by errno; each command adds what a rerun then does
+    errno.ENOSPC: "free space on that disk (or write elsewhere)",
+    errno.EDQUOT: "free space within your disk quota (or write elsewhere)",
+    errno.EROFS: "the file system is read-only: remount it writable, or write elsewhere",
+    errno.EACCES: "you have no permission to write there: fix the folder's permissions, or write elsewhere",
+    errno.EPERM: "you have no permission to write there: fix the folder's permissions, or write elsewhere",
     errno.EFBIG: "the file is larger than this file system (or `ulimit -f`) allows: write elsewhere",
-    errno.EEXIST: "a file stands where a folder is needed: remove it or write elsewhere",
-    errno.ENOTDIR: "a file stands where a folder is needed: remove it or write elsewhere",
+    errno.EEXIST: "a file stands where a folder is needed: remove it, or write elsewhere",
+    errno.ENOTDIR: "a file stands where a folder is needed: remove it, or write elsewhere",
 }
 
 
@@ -46,7 +46,7 @@ class OutputWriteError(OSError):
 
     @property
     def advice(self) -> str:
-        return _ADVICE.get(self.errno, "fix the cause, then run the same command again")
+        return _ADVICE.get(self.errno, "fix the cause")
 
 
 def output_error(error: OSError, path: Path | str | None = None) -> OutputWriteError:
