@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import socket
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,13 +117,37 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         publish(tmp, path)
     except BaseException as error:
+        refused = None if isinstance(error, (OSError, KeyboardInterrupt, SystemExit)) else _disk_refusal(error, tmp)
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
         if isinstance(error, OSError) and not isinstance(error, OutputWriteError):
             raise output_error(error, path) from None
+        if refused is not None:
+            raise OutputWriteError(refused, os.strerror(refused), str(path)) from error
         raise
+
+
+LOW_SPACE_BYTES = 2**20   # a writer failing with less free space than this is taken to have hit a full disk
+
+
+def _disk_refusal(error: BaseException, tmp: Path) -> int | None:
+    """Return the errno behind a failed write that a library reported without an OSError (safetensors:
+    "... (os error 28)"; torch.save: "unexpected pos ..."), from its message or the state of the file system
+    (read-only, or nearly full while the temporary file is still there); None when the disk is not the cause."""
+    found = re.search(r"os error (\d+)", str(error))
+    if found:
+        return int(found.group(1))
+    try:
+        stats = os.statvfs(tmp.parent)
+    except (OSError, AttributeError):     # no statvfs (Windows)
+        return None
+    if stats.f_flag & os.ST_RDONLY:
+        return errno.EROFS
+    if stats.f_bavail * stats.f_frsize < LOW_SPACE_BYTES:
+        return errno.ENOSPC
+    return None
 
 
 def write_atomic(path: Path, data: str | bytes, encoding: str = "utf-8") -> Path:

@@ -5,6 +5,7 @@ The disk is a real tmpfs when this process may mount one (root with CAP_SYS_ADMI
 machine or a privileged CI runner); elsewhere (most CI containers) it is emulated inside the subprocesses
 by tests/faultinject/sitecustomize.py, which makes Python's writes under the folder fail with ENOSPC or
 EROFS exactly as the kernel would. Either way the command under test sees the same OSError.
+FAULT_EMULATE_DISK=1 in the environment of pytest forces the emulation.
 """
 from __future__ import annotations
 
@@ -129,8 +130,9 @@ def count_files(folder: Path, pattern: str) -> int:
 # ---------------------------------------------------------------- a small disk
 
 def can_mount_tmpfs(probe: Path) -> bool:
-    """Return True when this process can mount (and unmount) a tmpfs at `probe`."""
-    if os.geteuid() != 0 or not sys.platform.startswith("linux"):
+    """Return True when this process can mount (and unmount) a tmpfs at `probe` (never when the environment
+    sets FAULT_EMULATE_DISK=1, which runs the disk tests as CI containers do)."""
+    if os.geteuid() != 0 or not sys.platform.startswith("linux") or os.environ.get("FAULT_EMULATE_DISK") == "1":
         return False
     probe.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True)
