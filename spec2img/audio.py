@@ -148,15 +148,18 @@ def _raise_if_truncated(path: Path, decoded: int, short: bool) -> None:
     if stated is not None:             # libsndfile counts the frames the file holds
         present = frames
     elif fmt in ("FLAC", "MP3"):       # STREAMINFO / Xing frame count; measure what decodes
-        if fmt == "MP3" and not short and not _mp3_bytes_missing(path, frames / sr):
-            return
-        stated = frames
+        stated, hint = frames, None
+        if fmt == "MP3" and not short:
+            share = _mp3_share_present(path, frames / sr)
+            if share is None:
+                return
+            hint = int(stated * share) - 2 * sr   # the bytes there say about where the audio stops
         if short:
             present = decoded
         else:
             with truncation.quiet_c_stderr():
                 present = truncation.decodable_frames(lambda: sf.SoundFile(str(path)), stated, decoded,
-                                                      max(1, int(CUT_SEARCH_SECONDS * sr)))
+                                                      max(1, int(CUT_SEARCH_SECONDS * sr)), hint)
     elif fmt == "OGG":
         if not truncation.ogg_ends_cleanly(path):
             raise TruncatedAudioError(AudioInfo(sr, channels, frames / sr), None)
@@ -167,15 +170,18 @@ def _raise_if_truncated(path: Path, decoded: int, short: bool) -> None:
         raise TruncatedAudioError(AudioInfo(sr, channels, present / sr), stated / sr)
 
 
-def _mp3_bytes_missing(path: Path, seconds: float) -> bool:
-    """Return True when an MP3's Xing/VBRI header states more stream bytes than the file holds."""
+def _mp3_share_present(path: Path, seconds: float) -> float | None:
+    """Return the share of its stream an MP3 holds when its Xing/VBRI header states more bytes than the file
+    has (a cut file), else None."""
     size = path.stat().st_size
     with open(path, "rb") as f:
         sizes = truncation.mp3_stream_bytes(f, size)
     if sizes is None or seconds <= 0:
-        return False
+        return None
     stated, present = sizes
-    return stated - present > stated * truncation.TOLERANCE_SECONDS / seconds
+    if stated - present <= stated * truncation.TOLERANCE_SECONDS / seconds:
+        return None
+    return present / stated
 
 
 def _not_audio(head: bytes) -> str:

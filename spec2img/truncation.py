@@ -186,11 +186,15 @@ def quiet_c_stderr():
         os.close(null)
 
 
-def decodable_frames(open_file: Callable, stated: int, known_good: int, resolution: int) -> int:
+def decodable_frames(open_file: Callable, stated: int, known_good: int, resolution: int,
+                     hint: int | None = None) -> int:
     """Return how many frames of a file promising `stated` can be decoded (FLAC, MP3), reading a little at a
     time: one read just before the promised end when the file is whole, else bisection by seeking, then an
     exact count over the last `resolution` frames. `open_file()` opens a fresh soundfile.SoundFile (after a
-    failed seek libsndfile's handle is unusable); frames before `known_good` are known to decode."""
+    failed seek libsndfile's handle is unusable); frames before `known_good` are known to decode; `hint`, a
+    position a little before the expected end of the audio (an MP3's share of its stated bytes), replaces
+    the bisection when it decodes: the count then reads on from there (libmpg123's seeks scan the file, so
+    each costs as much as decoding a tenth of it)."""
     tail = max(1, min(stated, resolution))
 
     def readable(position: int, frames: int = 1) -> int:
@@ -206,6 +210,8 @@ def decodable_frames(open_file: Callable, stated: int, known_good: int, resoluti
     lo, hi = max(0, min(known_good, stated) - 1), stated     # a read at lo gives samples; at hi none
     if not readable(lo):
         lo = 0
+    if hint is not None and lo < hint < stated and readable(hint):
+        lo, hi = hint, lo                  # read on from the hint: no bisection
     while hi - lo > resolution:
         mid = (lo + hi) // 2
         if readable(mid):
@@ -213,6 +219,7 @@ def decodable_frames(open_file: Callable, stated: int, known_good: int, resoluti
         else:
             hi = mid
     count, block = lo, max(1, min(1024, resolution))   # a failed read loses its block: keep it small
+    block = block if hint is None else 16 * block      # reading on from a hint may cover minutes
     try:
         with open_file() as f:
             f.seek(lo)
