@@ -11,6 +11,7 @@ Several GPUs or machines: `accelerate launch --multi_gpu --num_processes N -m cl
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -78,7 +79,8 @@ class TrainConfig:
             ("epochs", self.epochs, ">= 0", self.epochs >= 0),
             ("freeze_epochs", self.freeze_epochs, ">= 0", self.freeze_epochs >= 0),
             ("bs", self.bs, ">= 1", self.bs >= 1), ("lr", self.lr, ">= 0", self.lr >= 0),
-            ("size", self.size, ">= 0", self.size >= 0), ("mixup", self.mixup, ">= 0", self.mixup >= 0),
+            ("size", self.size, ">= 0", self.size >= 0),
+            ("mixup", self.mixup, "finite and >= 0", 0 <= self.mixup < math.inf),
             ("early_stop", self.early_stop, ">= 0", self.early_stop >= 0),
             ("workers", self.workers, ">= 0", self.workers >= 0)) if not ok]
         if Path(self.out).exists() and not Path(self.out).is_dir():
@@ -158,6 +160,11 @@ def fit(learn: Learner, cfg: TrainConfig):
         hint = "" if cfg.loader == "datablock" else " or --loader datablock to keep the images off the GPU"
         raise SystemExit(f"CUDA out of memory with --bs {cfg.bs} ({cfg.arch}): try --bs {max(1, cfg.bs // 2)}"
                          f"{hint}. ({str(e).splitlines()[0]})") from None
+    except RuntimeError as e:
+        if "can't allocate memory" not in str(e):  # the CPU allocator's message
+            raise
+        raise SystemExit(f"error: out of memory with --bs {cfg.bs} and --size {cfg.size or 'the images own'} "
+                         f"({cfg.arch}): lower --bs or --size. ({str(e).strip().splitlines()[-1][:200]})") from None
 
 
 def run_config(cfg: TrainConfig, spec_dict: dict, summary, device, run_dir,

@@ -54,7 +54,7 @@ def ratios_arg(text: str) -> tuple[float, float, float]:
         ratios = tuple(float(x) for x in text.split(","))
     except ValueError:
         ratios = ()
-    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6:
+    if len(ratios) != 3 or not all(0 <= r <= 1 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
         raise argparse.ArgumentTypeError(f"--split-ratios {text!r}: expected three fractions summing to 1, "
                                          f"e.g. 0.7,0.15,0.15")
     return ratios
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                           split_ratios=args.split_ratios, augment=args.augment, overwrite=args.overwrite)
     try:
         summary = convert(args.source, args.out, cfg, opts, log=lambda text: print(text, flush=True))
-    except (LayoutError, OutputFolderError) as error:
+    except (LayoutError, OutputFolderError, ValueError) as error:   # ValueError: a setting that cannot work
         print(f"error: {error}", file=sys.stderr)
         return 2
     except ConversionStopped as stop:
