@@ -20,23 +20,36 @@ AUDIO ?=
 OUT ?=
 FORMAT ?=
 SEEDS ?=
+RUN_A ?=
+RUN_B ?=
 GPUS ?= 1
+GPU_CHECK_ARGS ?=
 TRAIN_ARGS ?=
 SPEC_ARGS ?=
 ACCELERATE_ARGS ?=
 DEMO_DATA := data/demo
+# the offline GPU machine (Python 3.12, its own torch) lacks these: `make gpu-wheels` fetches them into .whl/
+WHEELS := .whl
+GPU_WHEELS := fastai==2.8.12 fastcore==2.2.41 fastprogress==1.0.3 fastdownload==0.0.8 fasttransform==0.0.5 \
+              plum-dispatch==2.9.0 beartype==0.23.1 librosa==0.11.0 soxr==1.1.0 soundfile==0.14.0 cffi==2.1.1 \
+              pycparser==3.12 audioread==3.1.0 pooch==1.9.0 decorator==5.3.1 platformdirs==4.14.9
+GPU_SITE := /tmp/site
+# bench-gpu runs with the project's .venv where there is one, else with the machine's own python3 (and torch)
+BENCH_PY := $(if $(wildcard $(PY)),$(PY),python3)
 # `make images` with no DATA converts the built-in synthetic demo corpus
 SOURCE := $(if $(DATA),$(DATA),$(DEMO_DATA))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo demo-data images audit train evaluate predict test browser \
-        bench-convert bench-train bench-predict clean
+.PHONY: help install demo demo-data images audit train evaluate compare predict test browser \
+        bench-convert bench-train bench-predict bench-gpu gpu-wheels clean
 
 help: ## list the targets and variables
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo
 	@echo "  variables: DATA=<audio root or csv> DATASET=$(DATASET) IMAGES=$(IMAGES) WORKERS=$(WORKERS) (0 = all cores)"
 	@echo "             ARCH=$(ARCH) EPOCHS=$(EPOCHS) BS=$(BS) SEEDS='0 1 2' GPUS=$(GPUS) RUN=$(RUN) SPLIT=$(SPLIT) AUDIO=<files>"
+	@echo "             RUN_A=<run> RUN_B=<run> (make compare)"
+	@echo "             GPU_CHECK_ARGS='<benchmarks.gpu_check flags, e.g. --work /tmp/check --budget 480>'"
 	@echo "             SPEC_ARGS='<more spec2img flags, e.g. --augment 2 --overwrite>' TRAIN_ARGS='<more classify.train flags>' ACCELERATE_ARGS='--num_machines M --machine_rank R ...'"
 
 install: $(STAMP) ## create .venv and install requirements.txt (other targets do this first)
@@ -71,6 +84,10 @@ train: $(STAMP) ## fine-tune ARCH on IMAGES into RUNS/<arch>-<time>/ (SEEDS="0 1
 evaluate: $(STAMP) ## scores, tuned threshold, metrics, plots and report.html for RUN (SEEDS=... aggregates the seed runs of ARCH)
 	$(PY) -m classify.evaluate $(if $(SEEDS),$$(cat $(RUNS)/seeds-$(ARCH).txt),$(RUN)) --split $(SPLIT)
 
+compare: $(STAMP) ## EER of RUN_A minus RUN_B (both evaluated on the same images) with a paired-bootstrap interval
+	@test -n "$(RUN_A)" -a -n "$(RUN_B)" || { echo "usage: make compare RUN_A=runs/<a> RUN_B=runs/<b>"; exit 2; }
+	$(PY) -m classify.compare $(RUN_A) $(RUN_B)
+
 predict: $(STAMP) ## score AUDIO files or folders with RUN: path, spoof probability, score, label
 	@test -n "$(AUDIO)" || { echo "usage: make predict RUN=runs/latest AUDIO='clip.wav folder/'"; exit 2; }
 	$(PY) -m classify.predict --run $(RUN) $(AUDIO) $(if $(OUT),--out $(OUT)) $(if $(FORMAT),--format $(FORMAT))
@@ -89,6 +106,19 @@ bench-train: $(STAMP) ## training images/s: plain PyTorch ceiling vs the project
 
 bench-predict: $(STAMP) ## predict clips/s end to end from 4 s audio files, against conversion clips/s
 	$(PY) -m benchmarks.predict_throughput
+
+gpu-wheels: ## download into .whl/ the wheels the offline GPU machine lacks (fastai, librosa and their small deps; cp312)
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  --platform any -d $(WHEELS) $(GPU_WHEELS)
+	@ls $(WHEELS) | wc -l | xargs echo "wheels in $(WHEELS)/:"; du -sh $(WHEELS)
+
+bench-gpu: ## the GPU check: demo, 3 LCNN loaders, resnet101 + efficientnet_b4, evaluate, predict GPU vs CPU, benchmarks
+	@$(BENCH_PY) -c "import fastai, librosa" 2>/dev/null || { \
+	  test -n "$$(ls $(WHEELS)/*.whl 2>/dev/null)" || { echo "fastai/librosa missing and no $(WHEELS)/*.whl: run make gpu-wheels where pip works, then carry $(WHEELS)/"; exit 2; }; \
+	  echo "installing $(WHEELS)/*.whl into $(GPU_SITE) (against this machine's torch)"; \
+	  $(BENCH_PY) -m pip install -q --no-index --no-deps --no-compile --target $(GPU_SITE) $(WHEELS)/*.whl; }
+	PYTHONPATH=$(GPU_SITE)$${PYTHONPATH:+:$$PYTHONPATH} $(BENCH_PY) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
 
 clean: ## remove generated data, images and runs (keeps .venv)
 	rm -rf $(DEMO_DATA) $(RUNS) benchmarks/out .pytest_cache

@@ -6,7 +6,8 @@
 In one process, on the same model (random weights), input size, batch size and device:
   ceiling    a plain PyTorch loop over batches already in device memory (float, normalized,
              channels_last, as the model takes them): forward, cross-entropy, backward, AdamW step.
-             CUDA: bf16 autocast + fused AdamW; CPU: float32 + foreach AdamW (what classify.train uses).
+             CUDA: bf16 (fp16 where bf16 is not native) autocast + fused AdamW; CPU: float32 + foreach
+             AdamW (what classify.train uses).
   project    what `make train` runs (`python -m classify.train --loader auto --no-pretrained`):
              a generated PNG tree + spec.json on disk → classify.data.build_dataloaders (decode once,
              timed and printed separately) → classify.train.build_learner → fit_one_cycle with the
@@ -44,7 +45,7 @@ from fastai.torch_core import find_bs, set_seed
 from classify import archs
 from classify.callbacks import EpochHistory, KeepBestEpoch
 from classify.data import build_dataloaders
-from classify.devices import default_device
+from classify.devices import autocast, autocast_dtype, default_device
 from classify.train import TrainConfig, build_learner, fit
 from spec2img.config import SpecConfig, save_spec
 from spec2img.rows import LABELS
@@ -166,7 +167,8 @@ class CeilingLoop:
         self.y = torch.randint(0, archs.N_CLASSES, (pool_batches * bs,), device=device)
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.device, self.bs, self.pool_batches, self.i = device, bs, pool_batches, 0
-        self.settings = {"precision": "bf16 autocast" if device.type == "cuda" else "float32",
+        self.dtype = autocast_dtype(device)  # what classify.train picks: bf16 (native) or fp16 on CUDA, none on the CPU
+        self.settings = {"precision": f"{str(self.dtype).replace('torch.', '')} autocast" if self.dtype else "float32",
                          "memory_format": "channels_last",
                          "optimizer": f"AdamW ({'fused' if device.type == 'cuda' else 'foreach'})"}
 
@@ -174,7 +176,7 @@ class CeilingLoop:
         """Run one training step on the next batch of the pool."""
         k = (self.i % self.pool_batches) * self.bs
         self.i += 1
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+        with autocast(self.device, self.dtype):
             logits = self.model(self.x[k:k + self.bs])
         loss = self.loss_fn(logits.float(), self.y[k:k + self.bs])
         loss.backward()

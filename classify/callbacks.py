@@ -12,13 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, CancelStepException
+from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.progress import ProgressCallback
 from fastai.learner import AvgLoss, AvgSmoothLoss, Metric
+from fastai.optimizer import OptimWrapper
 from fastai.torch_core import find_bs
 from torch.nn.parallel import DistributedDataParallel
 
 from classify import runfolder
+from classify.devices import DTYPES, autocast, float32_final_layer
 from classify.metrics import BONAFIDE, SPOOF, compute_eer, roc_auc
 
 
@@ -114,13 +117,78 @@ class DeviceSmoothLoss(AvgSmoothLoss):
 
 
 class SparseProgress(ProgressCallback):
-    """fastai's progress bar, reading the smoothed loss (a host sync) only every `every` batches."""
+    """fastai's progress bar showing the smoothed loss without waiting for the device: every `every`
+    batches the loss is copied asynchronously into (pinned) host memory, and the bar shows the last
+    copy that has arrived."""
     every = 25
+
+    def before_fit(self):
+        super().before_fit()
+        cuda = self.dls.device is not None and torch.device(self.dls.device).type == "cuda"
+        self.host_loss = torch.zeros((), dtype=torch.float32, pin_memory=cuda)
+        self.host_view = self.host_loss.numpy()  # shares memory with host_loss: reading it is no tensor call
+        self.copied = None  # CUDA event recorded after the last copy (None: nothing pending)
 
     def after_batch(self):
         self.pbar.update(self.iter + 1)
-        if hasattr(self, "smooth_loss") and self.iter % self.every == 0:
-            self.pbar.comment = f"{self.smooth_loss.item():.4f}"
+        if not hasattr(self, "smooth_loss") or self.iter % self.every:
+            return
+        if self.copied is not None and self.copied.query():
+            self.pbar.comment = f"{float(self.host_view):.4f}"
+            self.copied = None
+        if self.copied is None:
+            loss = self.smooth_loss.detach()
+            self.host_loss.copy_(loss, non_blocking=True)
+            if loss.device.type == "cuda":
+                self.copied = torch.cuda.Event()
+                self.copied.record()
+            else:  # the copy is done already
+                self.pbar.comment = f"{float(self.host_view):.4f}"
+
+    def after_fit(self):
+        self.host_loss = self.host_view = self.copied = None  # nothing of it goes into export.pkl
+        super().after_fit()
+
+
+class DeviceMixedPrecision(MixedPrecision):
+    """fastai's MixedPrecision on the device the batches are on (fastai's is CUDA only), with the final
+    Linear in float32 (classify.devices.float32_final_layer), for `precision` "bf16" or "fp16".
+
+    fp16 scales the loss with a GradScaler. With a fused optimizer (AdamW fused=True, the CUDA default)
+    the scaler hands its inf check to the optimizer's kernel, which skips the step on the device: no
+    host synchronization per batch (fastai's fake-optimizer step and its `scales` list each wait for
+    the device)."""
+
+    def __init__(self, precision: str = "bf16"):
+        super().__init__(amp_mode=precision)
+        self.precision = precision
+
+    def before_fit(self):
+        device = torch.device(self.dls.device or "cpu")
+        dtype = DTYPES[self.precision]
+        self.autocast = autocast(device, dtype)
+        self.learn.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        self.scales = None
+        self.fp32_head = float32_final_layer(self.model)
+        self.fp32_head.__enter__()
+
+    def before_step(self):
+        if not self.scaler.is_enabled():  # bf16: a plain optimizer step
+            return
+        opt = self.opt.opt if isinstance(self.opt, OptimWrapper) else None
+        if opt is not None and getattr(opt, "_step_supports_amp_scaling", False):
+            self.scaler.step(opt)  # unscale, inf check and skip inside the fused kernel
+            raise CancelStepException()  # done: fastai must not step again (after_step still updates the scale)
+        self.skipped = True
+        self.scaler.step(self)  # fastai's way: `self` is the optimizer, `step` below clears `skipped`
+        if self.skipped:
+            raise CancelStepException()
+
+    def after_fit(self):
+        if getattr(self, "fp32_head", None) is not None:
+            self.fp32_head.__exit__(None, None, None)
+        self.fp32_head = None
+        super().after_fit()
 
 
 class KeepBestEpoch(Callback):

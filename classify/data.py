@@ -3,8 +3,8 @@
 Two paths build fastai `DataLoaders` whose batches are the model input described in
 `classify.model_io` (float (B,3,H,W), ImageNet-normalized replicated grayscale):
 - "memory" (the fast path): every PNG is decoded once, in parallel threads, into one uint8
-  tensor (N,1,H,W) kept on the GPU when it fits there (else in host memory, each batch gathered
-  into pinned memory and copied asynchronously). A batch is one `index_select` on that tensor;
+  tensor (N,1,H,W) kept on the training GPU when it fits there (else in host memory, each batch
+  gathered into pinned memory and copied asynchronously: "staging"). A batch is one `index_select` on that tensor;
   the shuffled indices go to the device once per epoch; augmentation runs as batch transforms on
   the device. No worker processes, no per-item Python, no per-batch host synchronization.
 - "datablock" (the classic fastai idiom): a `DataBlock` of `ImageBlock(cls=PILImageBW)` and
@@ -38,6 +38,7 @@ from spec2img.rows import LABELS
 TRAIN_SPLITS = ("train", "val")  # what training reads; images/test is left for evaluation
 MEMORY_FRACTION = 0.5            # the in-memory path may use at most this share of available host RAM
 GPU_FRACTION = 0.25              # ... and this share of free GPU memory for keeping the images on the GPU
+STORAGES = ("auto", "device", "host")  # where the memory path keeps the images (TrainConfig.storage)
 
 
 class ImagesError(ValueError):
@@ -324,10 +325,14 @@ class TensorBatchDL(DataLoader):
 
     `wgts` (optional, one per image) draws each epoch's indices with replacement in proportion to
     them (a balanced sampler); otherwise a shuffle without replacement, or order when shuffle=False.
+
+    `stage` (set when the images are in host memory and the batches go to a GPU): each batch is
+    gathered into a staging buffer (pinned when CUDA is there) and copied to `device` asynchronously.
     """
 
-    def __init__(self, dataset: ImageTensors = None, bs: int = 64, wgts=None, **kwargs):
+    def __init__(self, dataset: ImageTensors = None, bs: int = 64, wgts=None, stage: bool = False, **kwargs):
         self.wgts = None if wgts is None else np.asarray(wgts, np.float64) / np.sum(wgts)
+        self.stage = stage
         super().__init__(dataset=dataset, bs=bs, **kwargs)
 
     def get_idxs(self):
@@ -339,16 +344,15 @@ class TensorBatchDL(DataLoader):
     def create_batches(self, samps):
         idxs = torch.as_tensor(list(samps), dtype=torch.long)
         images, labels = self.dataset.images, self.dataset.labels
-        on_gpu = images.device.type == "cuda"
-        stage = not on_gpu and self.device is not None and torch.device(self.device).type == "cuda"
-        if on_gpu:  # one pinned, asynchronous copy of the epoch's order
-            idxs = idxs.pin_memory().to(images.device, non_blocking=True)
+        pin = torch.cuda.is_available()  # pinned memory needs the CUDA driver; without it the same path, unpinned
+        if images.device.type != "cpu":  # one asynchronous copy of the epoch's order to the images' device
+            idxs = (idxs.pin_memory() if pin else idxs).to(images.device, non_blocking=True)
         stop = len(idxs) - (len(idxs) % self.bs if self.drop_last else 0)
         for start in range(0, stop, self.bs):
             batch = idxs[start:start + self.bs]
-            if stage:  # host images, GPU training: gather into pinned memory, copy asynchronously
-                x = torch.empty((len(batch), *images.shape[1:]), dtype=images.dtype, pin_memory=True)
-                y = torch.empty((len(batch),), dtype=labels.dtype, pin_memory=True)
+            if self.stage:  # host images, GPU training: gather into pinned memory, copy asynchronously
+                x = torch.empty((len(batch), *images.shape[1:]), dtype=images.dtype, pin_memory=pin)
+                y = torch.empty((len(batch),), dtype=labels.dtype, pin_memory=pin)
                 torch.index_select(images, 0, batch, out=x)
                 torch.index_select(labels, 0, batch, out=y)
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -357,37 +361,45 @@ class TensorBatchDL(DataLoader):
 
     def new(self, dataset=None, cls=None, **kwargs):
         same = dataset is None or dataset is self.dataset
-        return super().new(dataset, cls, **{"wgts": self.wgts if same else None, **kwargs})
+        return super().new(dataset, cls, **{"wgts": self.wgts if same else None, "stage": self.stage, **kwargs})
 
     @property
     def vocab(self):
         return self.dataset.vocab
 
 
-def storage_for(n_bytes: int, device: torch.device) -> str:
-    """Return where the uint8 images should live: "cuda" when they fit in the GPU's share, else "cpu"."""
-    if device.type != "cuda":
-        return "cpu"
+def storage_for(n_bytes: int, device: torch.device, storage: str = "auto") -> torch.device:
+    """Return the device the uint8 images should live on: the training GPU itself (with its index) when
+    they fit in GPU_FRACTION of its free memory or `storage` is "device", else the host ("host", or the CPU)."""
+    device = default_device(device)  # a bare "cuda" names the current GPU
+    if storage not in STORAGES:
+        raise ValueError(f"--storage must be one of {', '.join(STORAGES)}, not {storage!r}")
+    if device.type == "cpu" or storage == "host":
+        return torch.device("cpu")
+    if storage == "device":
+        return device
     free, _ = torch.cuda.mem_get_info(device)
-    return "cuda" if n_bytes <= GPU_FRACTION * free else "cpu"
+    return device if n_bytes <= GPU_FRACTION * free else torch.device("cpu")
 
 
 def memory_dataloaders(train: ImageTensors, valid: ImageTensors, bs: int, device: torch.device,
-                       tfms: list, balance: str = "weights") -> DataLoaders:
-    """Return DataLoaders over decoded images moved to the best storage for `device`."""
-    storage = storage_for(train.images.numel() + valid.images.numel(), device)
-    train, valid = train.to(storage), valid.to(storage)  # host storage + CUDA: batches staged through pinned memory
+                       tfms: list, balance: str = "weights", storage: str = "auto") -> DataLoaders:
+    """Return DataLoaders over decoded images moved to the best storage for `device` (see storage_for)."""
+    device = default_device(device)
+    where = storage_for(train.images.numel() + valid.images.numel(), device, storage)
+    train, valid = train.to(where), valid.to(where)
+    stage = where != device  # host images, batches on another device: staged through pinned memory
     wgts = None
     if balance == "sampler":
         counts = np.bincount(train.labels.cpu().numpy(), minlength=len(LABELS))
         wgts = (1.0 / counts)[train.labels.cpu().numpy()]
     train_bs = min(bs, len(train))
     train_dl = TensorBatchDL(train, bs=train_bs, shuffle=True, drop_last=len(train) > train_bs, wgts=wgts,
-                             device=device, after_batch=Pipeline(tfms, split_idx=0))
-    valid_dl = TensorBatchDL(valid, bs=bs, shuffle=False, drop_last=False, device=device,
+                             stage=stage, device=device, after_batch=Pipeline(tfms, split_idx=0))
+    valid_dl = TensorBatchDL(valid, bs=bs, shuffle=False, drop_last=False, stage=stage, device=device,
                              after_batch=Pipeline(tfms, split_idx=1))
     dls = DataLoaders(train_dl, valid_dl, device=device)
-    dls.storage = storage
+    dls.storage = str(where) + (" (batches staged through pinned memory)" if stage else "")
     return dls
 
 
@@ -431,7 +443,7 @@ def class_weights(labels) -> list[float]:
 class DataSummary:
     """What was loaded and how: written to config.json."""
     loader: str                  # "memory" or "datablock"
-    storage: str                 # "cuda" or "cpu" (memory path; cpu + CUDA device = pinned staging) or "disk"
+    storage: str                 # memory path: the images' device ("cuda:0", "cpu"; staging noted) or "disk"
     image_shape: tuple           # (height, width) of the PNGs
     input_shape: tuple           # (height, width) fed to the model
     counts: dict                 # {split: {label: n}}
@@ -441,8 +453,10 @@ class DataSummary:
 
 def build_dataloaders(images, bs: int = 64, device=None, loader: str = "auto", balance: str = "weights",
                       size: int = 0, augment: AugmentConfig | None = AugmentConfig(), mean=None, std=None,
-                      workers: int = 0, log=print) -> tuple[DataLoaders, SpecConfig, dict, DataSummary]:
-    """Return (dls, spec, spec.json dict, summary) after checking images/; `loader` is auto|memory|datablock."""
+                      workers: int = 0, storage: str = "auto",
+                      log=print) -> tuple[DataLoaders, SpecConfig, dict, DataSummary]:
+    """Return (dls, spec, spec.json dict, summary) after checking images/; `loader` is auto|memory|datablock,
+    `storage` (memory path) auto|device|host."""
     if loader not in ("auto", "memory", "datablock"):
         raise ValueError(f"--loader must be auto, memory or datablock, not {loader!r}")
     if balance not in ("none", "weights", "sampler"):
@@ -464,7 +478,7 @@ def build_dataloaders(images, bs: int = 64, device=None, loader: str = "auto", b
         train, valid = (load_split_tensors(found[s], shape, workers, log) for s in TRAIN_SPLITS)
         for split, part in zip(TRAIN_SPLITS, (train, valid)):
             check_split(ImageIndex(split, part.paths, part.labels.tolist()), images)
-        dls = memory_dataloaders(train, valid, bs, device, tfms, balance)
+        dls = memory_dataloaders(train, valid, bs, device, tfms, balance, storage)
         # fastai's export/predict need item transforms (PNG → tensor), which the tensor loaders do without
         dls.for_export = partial(datablock_dataloaders, images, found, bs, device, tfms, "none", 0)
         labels = train.labels.tolist()

@@ -15,8 +15,12 @@ What each process does:
   broadcast, then split). The gradients are averaged by DistributedDataParallel (accelerate's
   `prepare`), so the learning rate, the schedule and the steps per epoch are those of one process
   with the same --bs. On CUDA, BatchNorm layers become SyncBatchNorm during fit (statistics over
-  the whole batch) and plain BatchNorm again afterwards, for saving and export; on the CPU each
+  the whole batch; timm's BatchNormAct2d becomes timm's SyncBatchNormAct, keeping its activation)
+  and the original layer objects are put back afterwards, for saving and export; on the CPU each
   process normalizes over its own share and DDP copies rank 0's running statistics to all.
+- A process that fails in a way every process must hear of (out of memory) posts its message in
+  the process group's key-value store before it exits; every other process prints it and stops,
+  rather than waiting in a collective for a peer that is gone (see `FailureWatch`).
 - Validation is split the same way; the logits are gathered on every rank (padding removed), so
   accuracy, ROC-AUC and EER cover the whole validation split and every rank picks the same best
   epoch. The validation loss is the mean over the ranks; train_loss is rank 0's smoothed loss.
@@ -29,6 +33,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sys
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -96,8 +103,9 @@ def setup(default: torch.device) -> torch.device:
 
 
 def teardown():
-    """Leave the process group (if this process joined one)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    """Leave the process group (if this process joined one); after a failure, just exit (a peer is gone,
+    and destroying the group could wait for it)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and not _FAILED:
         torch.distributed.destroy_process_group()
 
 
@@ -130,43 +138,52 @@ class ShardedDL(DistributedDL):
 
 class DataParallelTrainer(DistributedTrainer):
     """fastai's `DistributedTrainer` (accelerate wraps the model in DistributedDataParallel, loaders
-    are sharded) for the CPU too, with the model handed back with plain BatchNorm after each fit."""
+    are sharded) for the CPU too, with SyncBatchNorm on CUDA done by timm's converter (fastai's uses
+    torch's, which drops the activation of timm's BatchNormAct2d) and undone after each fit."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, sync_bn: bool | None = None):
+        super().__init__(sync_bn=False, cpu=device.type != "cuda")  # fastai must not convert: done here
         # SyncBatchNorm runs on GPUs only; on the CPU, DDP broadcasts rank 0's BatchNorm buffers instead
-        super().__init__(sync_bn=device.type == "cuda", cpu=device.type != "cuda")
-        self.device = device
+        self.convert_bn = device.type == "cuda" if sync_bn is None else sync_bn
+        self.device, self.originals = device, {}
 
     def before_fit(self):
-        self.bn_types = {name: type(m) for name, m in self.learn.model.named_modules()
-                         if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+        if self.convert_bn:
+            self.learn.model, self.originals = sync_batchnorm(self.learn.model)
         super().before_fit()
 
     def _wrap_dl(self, dl):
         return dl if isinstance(dl, DistributedDL) else ShardedDL(dl, device=self.device)
 
     def after_fit(self):
-        super().after_fit()
-        self.learn.model = restore_batchnorm(self.learn.model, self.bn_types)
+        model = self.learn.model  # fastai's after_fit, also when accelerate did not wrap the model (one process)
+        self.learn.model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        self.learn.dls.loaders = self.old_dls
+        self.learn.model = restore_batchnorm(self.learn.model, self.originals)
+        self.originals = {}
 
 
-def restore_batchnorm(model: nn.Module, bn_types: dict[str, type]) -> nn.Module:
-    """Return `model` with each SyncBatchNorm named in `bn_types` replaced by its original class,
-    keeping the same parameter and buffer tensors (the optimizer keeps working on them)."""
-    for name, cls in bn_types.items():
-        module = model.get_submodule(name) if name else model
-        if not isinstance(module, nn.SyncBatchNorm) or cls is nn.SyncBatchNorm:
-            continue
-        plain = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
-        if module.affine:
-            plain.weight, plain.bias = module.weight, module.bias
-        for buffer in ("running_mean", "running_var", "num_batches_tracked"):
-            setattr(plain, buffer, getattr(module, buffer))
-        plain.train(module.training)
+def sync_batchnorm(model: nn.Module) -> tuple[nn.Module, dict[str, nn.Module]]:
+    """Return (model with every BatchNorm as SyncBatchNorm, {name: original layer}). timm's converter
+    keeps timm's BatchNormAct2d activation (SyncBatchNormAct); the parameters and buffers are shared."""
+    from timm.layers import convert_sync_batchnorm
+    originals = {name: m for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    return convert_sync_batchnorm(model), originals
+
+
+def restore_batchnorm(model: nn.Module, originals: dict[str, nn.Module]) -> nn.Module:
+    """Return `model` with each layer named in `originals` put back (the same objects, so the same classes
+    and activations), holding the converted layer's current parameter and buffer tensors."""
+    for name, original in originals.items():
+        current = model.get_submodule(name) if name else model
+        if current is not original:
+            for key, _ in list(original.named_parameters(recurse=False)) + list(original.named_buffers(recurse=False)):
+                setattr(original, key, getattr(current, key))  # the tensors the optimizer and DDP worked on
+            original.train(current.training)
         if not name:
-            return plain
+            return original
         parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, plain)
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, original)
     return model
 
 
@@ -185,6 +202,78 @@ def data_parallel(learn, device: torch.device):
     finally:
         learn.remove_cb(trainer)
         learn.add_cbs(progress)
+
+
+# ---------------------------------------------------------------- stopping every process together
+
+FAILURE_KEY = "classify/failure"      # the store key holding the failed process's message
+SEEN_KEY = "classify/failure_seen"    # counter: how many processes' watchers have read it
+
+
+class FailureWatch:
+    """Context manager: in a multi-process run, a thread of each process polls the process group's
+    key-value store for a failure posted by any process (`announce`). On finding one it prints the
+    message, counts itself as having seen it, and waits for this process to end on its own (the
+    collective it waits in fails once the failed process is gone; gloo does so at once). If it
+    has not ended after `grace_s` (NCCL can wait until its timeout), the thread ends the process.
+    A no-op in a single process."""
+
+    def __init__(self, poll_s: float = 0.2, grace_s: float = 30.0, ack_timeout_s: float = 10.0):
+        self.poll_s, self.grace_s, self.ack_timeout_s = poll_s, grace_s, ack_timeout_s
+        self.message, self.announced, self.store = None, False, None
+        self.done = threading.Event()
+
+    def __enter__(self):
+        if is_distributed() and torch.distributed.is_initialized():
+            from torch.distributed.distributed_c10d import _get_default_store
+            self.store = _get_default_store()
+            threading.Thread(target=self._watch, name="classify-failure-watch", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        return False
+
+    def _watch(self):
+        while not self.done.wait(self.poll_s):
+            try:
+                if not self.store.check([FAILURE_KEY]):
+                    continue
+                self.message = self.store.get(FAILURE_KEY).decode()
+                if not self.announced:  # the failed process prints its own message
+                    print(f"error: {self.message} [process {rank_distrib()} stops too]", file=sys.stderr, flush=True)
+                self.store.add(SEEN_KEY, 1)
+            except Exception:  # the store went with rank 0's process: the main thread's own error ends this one
+                return
+            if not self.done.wait(self.grace_s):
+                os._exit(1)
+            return
+
+    def announce(self, message: str):
+        """Post `message` for every process, then wait (at most ack_timeout_s) until all have read it."""
+        if self.store is None:
+            return
+        self.announced = True
+        global _FAILED
+        _FAILED = True
+        try:
+            self.store.set(FAILURE_KEY, message)
+            deadline = time.monotonic() + self.ack_timeout_s
+            while self.store.add(SEEN_KEY, 0) < world_size() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except Exception:
+            pass  # the store is gone: nothing more can be told
+
+    def peer_failure(self) -> str | None:
+        """Return the message another process posted (None when no process failed)."""
+        if self.message is not None and not self.announced:
+            global _FAILED
+            _FAILED = True
+            return self.message
+        return None
+
+
+_FAILED = False  # set once a failure was posted or heard: teardown then leaves the group without a goodbye
 
 
 def weights_digest(model: nn.Module) -> str:

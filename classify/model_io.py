@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from classify.archs import build_model
+from classify.devices import autocast, autocast_dtype, float32_final_layer
 from spec2img.fileio import atomic_path, write_json
 
 MODEL_WEIGHTS = "model.safetensors"
@@ -137,12 +138,16 @@ def images_to_input(images_uint8, description: dict, device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def predict_logits(model: nn.Module, images_uint8, description: dict, device=None, bs: int = 64) -> np.ndarray:
-    """Return float32 logits (N, 2) for N uint8 images, in batches of `bs`, without gradients."""
+def predict_logits(model: nn.Module, images_uint8, description: dict, device=None, bs: int = 64,
+                   precision: str = "auto") -> np.ndarray:
+    """Return float32 logits (N, 2) for N uint8 images, in batches of `bs`, without gradients.
+
+    `precision` (classify.devices): "auto" is bf16 or fp16 autocast on CUDA, float32 on the CPU; the
+    final Linear always runs in float32, so the scores keep float32's resolution."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     out = []
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.inference_mode(), autocast(device, autocast_dtype(device, precision)), float32_final_layer(model):
         for start in range(0, len(images_uint8), bs):
             x = images_to_input(images_uint8[start:start + bs], description, device)
             out.append(model(x).float())

@@ -28,36 +28,29 @@ def _save(fig, path: Path) -> Path:
     return Path(path)
 
 
-class _DecodedPredictions:
-    """Learner stand-in for fastai's ClassificationInterpretation: get_preds returns the evaluation's own
-    probabilities, targets and decisions (at the tuned threshold) instead of re-running a DataLoader."""
-
-    def __init__(self, probs, targs, decoded):
-        import torch
-        self.preds = (torch.as_tensor(probs, dtype=torch.float32), torch.as_tensor(targs, dtype=torch.long),
-                      torch.as_tensor(decoded, dtype=torch.long))
-
-    def get_preds(self, *args, **kwargs):
-        return self.preds
+def plot_confusion_matrix(labels, pred, path: Path, title: str) -> Path:
+    """Save scikit-learn's confusion-matrix plot of `pred` (decided at the tuned threshold) against `labels`."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ConfusionMatrixDisplay.from_predictions(np.asarray(labels), np.asarray(pred), labels=[BONAFIDE, SPOOF],
+                                            display_labels=list(LABELS), cmap="Blues", colorbar=False, ax=ax)
+    ax.set(title=title, xlabel="predicted", ylabel="actual")
+    return _save(fig, path)
 
 
-def classification_interpretation(spoof_prob, labels, pred, losses):
-    """Return a fastai ClassificationInterpretation over the given decisions (vocab bonafide, spoof)."""
-    import torch
-    from types import SimpleNamespace
-    from fastai.data.transforms import CategoryMap
-    from fastai.interpret import ClassificationInterpretation
-    p = np.asarray(spoof_prob, dtype=np.float64)
-    learn = _DecodedPredictions(np.stack([1 - p, p], axis=1), labels, pred)
-    dl = SimpleNamespace(vocab=CategoryMap(list(LABELS), sort=False))
-    return ClassificationInterpretation(learn, dl, torch.as_tensor(losses, dtype=torch.float32))
-
-
-def plot_confusion_matrix(spoof_prob, labels, pred, losses, path: Path, title: str) -> Path:
-    """Save fastai's confusion-matrix plot of `pred` (decided at the tuned threshold) against `labels`."""
-    interp = classification_interpretation(spoof_prob, labels, pred, losses)
-    interp.plot_confusion_matrix(title=title, figsize=(4.2, 4.2))
-    return _save(plt.gcf(), path)
+def plot_reliability(curves: dict[str, dict | None], path: Path, title: str) -> Path:
+    """Save the reliability diagram: observed spoof rate against predicted P(spoof) per bin, one line per curve
+    (classify.calibration.reliability_curve; at equal class priors), with the diagonal of perfect calibration."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    ax.plot([0, 1], [0, 1], ":", color="grey", lw=1, label="perfectly calibrated")
+    for (name, curve), style in zip(curves.items(), ("s-", "o-", "^-")):
+        if curve:
+            ax.plot(curve["predicted"], curve["observed"], style, ms=4, lw=1.4, label=name)
+    ax.set(xlabel="predicted P(spoof) at equal priors = sigmoid(-LLR)", ylabel="observed spoof rate (classes weighted "
+           "equally)", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
 
 
 def plot_top_losses(images: list[np.ndarray], captions: list[str], path: Path, title: str) -> Path:
@@ -144,7 +137,7 @@ def plot_score_histograms(scores, labels, score_threshold: float, path: Path, ti
             ax.hist(s, bins=bins, alpha=0.55, color=color, label=f"{LABELS[cls]} (n={s.size})")
     ax.axvline(score_threshold, color="black", ls="--", lw=1.2, label=f"{threshold_label} = {score_threshold:.3f}")
     ax.set(xlabel="score = log-odds of bona fide (higher = more bona fide)", ylabel="clips", title=title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     return _save(fig, path)
 
 
@@ -163,12 +156,12 @@ def plot_training_curves(run_dir: Path, path: Path) -> Path | None:
         if col in h:
             ax1.plot(h["epoch"], h[col], marker="o", label=col)
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax1.legend()
+    ax1.legend(loc="upper right")
     for col in ("accuracy", "roc_auc", "eer"):
         if col in h:
             ax2.plot(h["epoch"], h[col], marker="o", label=col)
     ax2.set(xlabel="epoch", title="validation metrics")
-    ax2.legend()
+    ax2.legend(loc="lower right")
     return _save(fig, path)
 
 
@@ -187,3 +180,48 @@ def plot_group_eer(groups: dict, path: Path, title: str, xlabel: str) -> Path:
     ax.set(xlabel=xlabel, ylabel="EER (%)", title=title)
     ax.set_ylim(0, max(heights + [1.0]) * 1.15)
     return _save(fig, path)
+
+
+PLOT_TITLES = {"confusion_matrix": "confusion matrix at the tuned threshold", "top_losses": "top losses",
+               "roc": "ROC", "det": "DET", "precision_recall": "precision-recall", "score_histogram": "score histogram",
+               "reliability": "reliability diagram", "training_curves": "training curves",
+               "per_attack_eer": "EER per attack", "per_condition_eer": "EER per condition",
+               "per_family_eer": "EER per attack family"}
+
+
+def draw_evaluation(folder: Path, run_dir: Path, split: str, labels, spoof_prob, score, tuned: float, result: dict,
+                    top_images: list[np.ndarray], top_captions: list[str], notes: list[str]) -> dict[str, Path]:
+    """Draw every plot of an evaluated split into `folder` (an output set); return {PLOT_TITLES key: path}.
+    A plot that needs both classes is left out, with a note, when the split has one."""
+    from .thresholds import prob_to_score_threshold
+    folder, y, score = Path(folder), np.asarray(labels), np.asarray(score, dtype=np.float64)
+    out = {"confusion_matrix": plot_confusion_matrix(y, (np.asarray(spoof_prob) >= tuned).astype(int),
+                                                     folder / f"confusion_matrix-{split}.png",
+                                                     f"{split}: spoof_prob >= {tuned:.4g} (tuned on val)"),
+           "top_losses": plot_top_losses(top_images, top_captions, folder / f"top_losses-{split}.png",
+                                         f"{split}: the {len(top_images)} clips with the largest loss")}
+    counts = result["counts"][split]
+    if counts["bonafide"] and counts["spoof"]:
+        m = result["metrics"]
+        out["roc"] = plot_roc(y, -score, m["roc_auc"]["value"], folder / f"roc-{split}.png", f"ROC ({split})")
+        out["det"] = plot_det(score[y == BONAFIDE], score[y == SPOOF], m["eer"]["value"], folder / f"det-{split}.png",
+                              f"DET ({split})")
+        out["precision_recall"] = plot_precision_recall(y, -score, folder / f"precision_recall-{split}.png",
+                                                        f"precision-recall ({split})")
+        rel = result["reliability"]
+        out["reliability"] = plot_reliability(
+            {"raw score (uncalibrated)": rel["raw"], "calibrated on val": rel["calibrated"]},
+            folder / f"reliability-{split}.png", f"reliability ({split})")
+    else:
+        notes.append(f"the {split} split has one class only ({counts}): no ROC, DET, precision-recall or "
+                     f"reliability plot")
+    out["score_histogram"] = plot_score_histograms(score, y, prob_to_score_threshold(tuned),
+                                                   folder / f"score_histogram-{split}.png", f"scores ({split})")
+    out["training_curves"] = plot_training_curves(run_dir, folder / "training_curves.png")
+    for key, table, what in (("per_attack_eer", "per_attack", "attack system"),
+                             ("per_condition_eer", "per_condition", "condition"),
+                             ("per_family_eer", "per_family", "attack family")):
+        if result[table]:
+            out[key] = plot_group_eer(result[table], folder / f"{key}-{split}.png",
+                                      f"{PLOT_TITLES[key]} ({split})", what)
+    return {k: v for k, v in out.items() if v is not None}

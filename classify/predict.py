@@ -1,7 +1,7 @@
 """Score new audio files with a trained run: spoof probability, ASVspoof score and label per file.
 
     python -m classify.predict --run runs/latest AUDIO_OR_FOLDER... [--out scores.csv] [--format csv|json]
-                               [--bs 64] [--hop 0.5] [--device cpu|cuda] [--trust-pickle] [--no-progress]
+                               [--bs 64] [--hop 0.5] [--prior 0.5] [--device cpu|cuda] [--trust-pickle] [--no-progress]
 
 Every file goes through the run's own front end: the spectrogram settings saved in the run's
 `model.json` ("spec") and `spec2img.features.clip_to_image`, the function that made the training
@@ -17,6 +17,11 @@ Output columns (one row per file, in input order; folders are walked recursively
   path              the audio file
   spoof_prob        P(spoof) from the mean of the windows' logits
   score             ASVspoof-convention score, higher = more bonafide: logit_bonafide - logit_spoof
+  llr               calibrated log-likelihood ratio of bona fide, log p(x|bona fide)/p(x|spoof), by the run's
+                    calibration.json (fitted on val by classify.evaluate); before evaluation: the score minus the
+                    training prior log-odds, with a notice
+  spoof_posterior   P(spoof | file) at the prior --prior (P(spoof) before listening; default 0.5) from the llr:
+                    1 / (1 + exp(llr - log(prior / (1 - prior))))
   label             "spoof" when spoof_prob >= the run's tuned threshold (thresholds.json
                     "spoof_prob_threshold", written by classify.evaluate; 0.5 with a notice without it)
   duration          seconds of the whole file
@@ -53,8 +58,11 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from classify.calibration import (DEFAULT_PRIOR_SPOOF, Calibration, CalibrationError, posterior_spoof,
+                                  read_calibration, training_prior, uncalibrated)
 from classify.model_io import bonafide_score, spoof_probability
 from classify.devices import check_device_name
+from classify.runfolder import CALIBRATION_FILE, THRESHOLDS_FILE, evaluation_dir
 from spec2img.fileio import EXIT_WRITE_FAILED, OutputWriteError, check_writable_folder, write_atomic
 from spec2img.audio import AUDIO_EXTENSIONS, AudioError, load_audio, probe_audio
 from spec2img.config import SpecConfig
@@ -80,6 +88,8 @@ class PredictionRow:
     path: str                              # the audio file, as given or found
     spoof_prob: float | None = None        # P(spoof) of the mean of the window logits
     score: float | None = None             # logit_bonafide - logit_spoof (higher = more bonafide)
+    llr: float | None = None               # calibrated LLR of bona fide (calibration.json)
+    spoof_posterior: float | None = None   # P(spoof | file) at the prior P(spoof) = --prior
     label: str = ""                        # "bonafide" | "spoof" at the run's threshold
     duration: float | None = None          # seconds of the whole file
     windows: int = 0                       # windows scored
@@ -98,6 +108,8 @@ class Predictor:
     threshold: float                                 # label spoof when spoof_prob >= threshold
     threshold_source: str                            # where the threshold came from, for the notice
     arch: str = ""                                   # model architecture, for the report header
+    calibration: Calibration | None = None           # score -> LLR map (calibration.json or uncalibrated)
+    prior: float = DEFAULT_PRIOR_SPOOF               # P(spoof) of the spoof_posterior column
 
 
 # ---------------------------------------------------------------- windows and scores (numpy)
@@ -219,6 +231,9 @@ def score_files(files: list[Path], predictor: Predictor, bs: int = 64, hop_fract
         for key, value in combined.items():
             setattr(row, key, value)
         row.label = label_for(row.spoof_prob, predictor.threshold)
+        if predictor.calibration is not None:
+            row.llr = float(predictor.calibration.llr(row.score))
+            row.spoof_posterior = float(posterior_spoof(row.llr, predictor.prior))
     return rows
 
 
@@ -252,9 +267,12 @@ def _queued(batcher: _Batcher, index: int) -> bool:
 
 # ---------------------------------------------------------------- loading the run
 
-def read_threshold(run_dir: Path) -> tuple[float | None, str]:
-    """Return (spoof_prob threshold, where it came from) from run_dir/thresholds.json, or (None, why not)."""
-    path = Path(run_dir) / "thresholds.json"
+def read_threshold(folder: Path | None) -> tuple[float | None, str]:
+    """Return (spoof_prob threshold, where it came from) from the evaluation set's thresholds.json, or (None, why
+    not); `folder` is runfolder.evaluation_dir(run), resolved once for thresholds and calibration together."""
+    if folder is None:
+        return None, "the run has not been evaluated"
+    path = Path(folder) / THRESHOLDS_FILE
     if not path.is_file():
         return None, f"{path} not found"
     try:
@@ -293,13 +311,30 @@ def load_predictor(run_dir: Path, device: str | None = None, bs: int = 64, trust
         missing = [p.name for p in (description_file, weights) if not p.is_file()]
         raise RunFolderError(f"{run_dir} is missing {' and '.join(missing)}: it is not a complete training run "
                              f"(classify.train writes model.safetensors and model.json; was training interrupted?)")
-    threshold, source = read_threshold(run_dir)
+    folder = evaluation_dir(run_dir)                   # resolved once: threshold and calibration of one set
+    threshold, source = read_threshold(folder)
     if threshold is None:
         log(f"notice: no tuned threshold ({source}); labelling spoof when spoof_prob >= {DEFAULT_THRESHOLD}. "
             f"Run `python -m classify.evaluate {run_dir}` to tune one on the validation split.")
         threshold, source = DEFAULT_THRESHOLD, "the default (no tuned threshold)"
     predictor.threshold, predictor.threshold_source = threshold, source
+    predictor.calibration = _calibration(run_dir, folder, log)
     return predictor
+
+
+def _calibration(run_dir: Path, folder: Path | None, log: Callable[[str], None]) -> Calibration:
+    """Return the run's fitted calibration, or the uncalibrated map (training prior) with a notice."""
+    try:
+        found = read_calibration(folder / CALIBRATION_FILE) if folder is not None else None
+    except CalibrationError as error:
+        raise RunFolderError(str(error)) from None
+    if found is not None:
+        return found
+    config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    prior, _ = training_prior(config)
+    log(f"notice: no calibration.json (run `python -m classify.evaluate {run_dir}` to fit one on val): the llr "
+        f"column is the uncalibrated score - log({prior:g}/{1 - prior:g}) and spoof_posterior relies on it")
+    return uncalibrated(prior)
 
 
 def _safetensors_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
@@ -381,8 +416,11 @@ def rows_to_csv(rows: list[PredictionRow]) -> str:
 
 def rows_to_json(rows: list[PredictionRow], predictor: Predictor, run_dir: Path) -> str:
     """Return the rows and the run's name, threshold and its source as a JSON document."""
+    cal = predictor.calibration
     return json.dumps({"run": str(run_dir), "arch": predictor.arch, "threshold": predictor.threshold,
-                       "threshold_source": predictor.threshold_source,
+                       "threshold_source": predictor.threshold_source, "prior_spoof": predictor.prior,
+                       "calibration": None if cal is None else {"slope": cal.slope, "offset": cal.offset,
+                                                                "fitted_on": cal.fitted_on},
                        "spec": predictor.spec.to_dict(), "files": [asdict(r) for r in rows]}, indent=2) + "\n"
 
 
@@ -390,11 +428,12 @@ def rows_to_table(rows: list[PredictionRow]) -> str:
     """Return a fixed-width table of the rows for the terminal."""
     def num(v, fmt):
         return "-" if v is None else format(v, fmt)
-    lines = [f"{'label':<9} {'spoof_prob':>10} {'score':>8} {'duration':>8} {'windows':>7} "
+    lines = [f"{'label':<9} {'spoof_prob':>10} {'score':>8} {'llr':>8} {'posterior':>9} {'duration':>8} {'windows':>7} "
              f"{'max_spoof':>9} {'at_s':>6}  path / status"]
     for r in rows:
         tail = r.path if r.status == "ok" else f"{r.path}  [{r.status}]"
         lines.append(f"{r.label or '-':<9} {num(r.spoof_prob, '.4f'):>10} {num(r.score, '.3f'):>8} "
+                     f"{num(r.llr, '.3f'):>8} {num(r.spoof_posterior, '.4f'):>9} "
                      f"{num(r.duration, '.2f'):>8} {r.windows:>7} {num(r.max_spoof_prob, '.4f'):>9} "
                      f"{num(r.max_spoof_start, '.1f'):>6}  {tail}")
     return "\n".join(lines) + "\n"
@@ -433,8 +472,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow loading a run that only has fastai's export.pkl (pickle runs code: "
                              "only for runs you trust)")
+    parser.add_argument("--prior", type=float, default=DEFAULT_PRIOR_SPOOF,
+                        help=f"prior probability that a file is spoof, for the spoof_posterior column (default "
+                             f"{DEFAULT_PRIOR_SPOOF}: equal odds; e.g. 0.05 where spoofs are rare)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
+    if not 0 < args.prior < 1:
+        parser.error(f"--prior {args.prior}: must be strictly between 0 and 1 (a probability of spoof)")
     if not 0 < args.hop <= 1:
         parser.error(f"--hop {args.hop}: must be in (0, 1], a fraction of the window")
     if args.bs < 1:
@@ -473,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is not None:
             check_writable_folder(args.out.parent)   # before scoring, not after
         predictor = load_predictor(args.run, args.device, args.bs, args.trust_pickle, log=log)
+        predictor.prior = args.prior
         log(f"run {args.run} ({predictor.arch}); threshold spoof_prob >= {predictor.threshold:.4g} from "
             f"{predictor.threshold_source}; {len(files)} file(s)")
         rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=not args.no_progress)

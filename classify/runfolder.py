@@ -22,6 +22,48 @@ from spec2img import fileio
 HISTORY_COLUMNS = ("epoch", "train_loss", "valid_loss", "accuracy", "roc_auc", "eer", "time")
 LATEST = "latest"
 
+# The evaluation's outputs form one set (classify.outputset): RUN/evaluations/<split>-<time>-<pid>/ holds them all,
+# and RUN/evaluation is a symlink to the current complete set, swapped in one step. Readers resolve it once
+# (`evaluation_dir`) and read every file of the set from the folder it resolved to.
+EVALUATION_LINK = "evaluation"
+EVALUATIONS_DIR = "evaluations"
+THRESHOLDS_FILE = "thresholds.json"     # decision threshold tuned on val (classify.thresholds)
+CALIBRATION_FILE = "calibration.json"   # score -> LLR map fitted on val (classify.calibration)
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.html"
+SCORES_FILE = "scores.csv"              # a copy of scores-<evaluated split>.csv
+
+
+def scores_csv_name(split: str) -> str:
+    """Return the name of a split's score table (every clip: label, metadata, spoof_prob, score, llr, pred)."""
+    return f"scores-{split}.csv"
+
+
+def scores_2019_name(split: str) -> str:
+    """Return the name of the ASVspoof 2019 CM score file: `<trial> <system|-> <key> <score>`."""
+    return f"scores-{split}.txt"
+
+
+def scores_2021_name(split: str) -> str:
+    """Return the name of the ASVspoof 2021 eval-package score file: `<trial> <score>`."""
+    return f"scores-{split}-2021.txt"
+
+
+def scores_asvspoof5_name(split: str) -> str:
+    """Return the name of the ASVspoof 5 evaluation-package score file: TSV `filename<TAB>cm-score` (LLRs)."""
+    return f"scores-{split}-asvspoof5.tsv"
+
+
+def evaluation_dir(run_dir: Path) -> Path | None:
+    """Return the folder of the run's current evaluation output set, resolved once (read every file of the set
+    from it), or None before any evaluation. A run evaluated by an older version keeps its files at the top."""
+    run_dir = Path(run_dir)
+    link = run_dir / EVALUATION_LINK
+    if link.is_symlink() or link.is_dir():
+        target = Path(os.path.realpath(link))
+        return target if target.is_dir() else None
+    return run_dir if (run_dir / THRESHOLDS_FILE).is_file() else None
+
 
 def is_main_process() -> bool:
     """Return True in a single-process run and in the rank-0 process of a distributed one."""

@@ -17,8 +17,8 @@ import numpy as np
 from spec2img.fileio import write_json
 
 from .metrics import BONAFIDE, SPOOF
+from .runfolder import THRESHOLDS_FILE
 
-THRESHOLDS_FILE = "thresholds.json"
 RULES = ("eer", "f1", "balanced_accuracy", "far")
 RULE_METRIC = {   # what each rule optimizes, as written into thresholds.json
     "eer": "EER on val at the threshold where false rejection and false acceptance rates are closest",
@@ -77,30 +77,26 @@ def choose_threshold_with_value(val_spoof_prob, val_labels, rule: str = "eer",
     return float(cands[i]), {"value": float(value), "metric": RULE_METRIC[rule], "frr": frr, "far": far}
 
 
-def choose_threshold(val_spoof_prob, val_labels, rule: str = "eer", target_far: float | None = None) -> float:
-    """Return the spoof-probability threshold chosen on val by `rule` (eer, f1, balanced_accuracy, far)."""
-    return choose_threshold_with_value(val_spoof_prob, val_labels, rule, target_far)[0]
-
-
 def prob_to_score_threshold(t: float) -> float:
     """Return the score (log-odds of bona fide) threshold log((1 - t) / t) equivalent to spoof_prob >= t."""
     t = min(max(t, 1e-12), 1 - 1e-12)   # keep it finite for the all-spoof / all-bona-fide ends
     return math.log((1 - t) / t)
 
 
-def write_thresholds(run_dir: Path, rule: str, spoof_prob_threshold: float, val_info: dict,
+def write_thresholds(folder: Path, rule: str, spoof_prob_threshold: float, val_info: dict,
                      target_far: float | None = None, note: str | None = None) -> Path:
-    """Write run_dir/thresholds.json atomically (brief schema + the rule's value on val) and return its path."""
+    """Write folder/thresholds.json atomically (brief schema + the rule's value on val) and return its path;
+    `folder` is an evaluation output set (classify.outputset)."""
     data = {"rule": rule, "spoof_prob_threshold": float(spoof_prob_threshold),
             "score_threshold": prob_to_score_threshold(spoof_prob_threshold), "split": "val",
             "decision": "spoof when spoof_prob >= spoof_prob_threshold (bona fide when score >= score_threshold)",
             "target_far": target_far, "val": val_info}
     if note:
         data["note"] = note
-    return write_json(Path(run_dir) / THRESHOLDS_FILE, data)
+    return write_json(Path(folder) / THRESHOLDS_FILE, data)
 
 
-def read_thresholds(run_dir: Path) -> dict | None:
-    """Return the run's thresholds.json as a dict, or None when it has none."""
-    path = Path(run_dir) / THRESHOLDS_FILE
+def read_thresholds(folder: Path) -> dict | None:
+    """Return the thresholds.json of an evaluation set folder (runfolder.evaluation_dir) as a dict, None without."""
+    path = Path(folder) / THRESHOLDS_FILE
     return json.loads(path.read_text()) if path.is_file() else None

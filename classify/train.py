@@ -22,7 +22,6 @@ from typing import Annotated
 import numpy as np
 import torch
 from fastai.callback.channelslast import ChannelsLast
-from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.mixup import MixUp
 from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle, fine_tune)
 from fastai.callback.progress import ProgressCallback
@@ -33,10 +32,10 @@ from fastai.optimizer import OptimWrapper
 from fastai.torch_core import rank_distrib, set_seed
 from fastcore.script import call_parse
 
-from classify import archs, distributed, runfolder, weightfile
-from classify.callbacks import (DeviceLosses, EpochHistory, KeepBestEpoch, SparseProgress, ValidAccuracy, ValidEER,
-                                ValidRocAuc)
-from classify.data import AugmentConfig, build_dataloaders
+from classify import archs, devices, distributed, runfolder, weightfile
+from classify.callbacks import (DeviceLosses, DeviceMixedPrecision, EpochHistory, KeepBestEpoch, SparseProgress,
+                                ValidAccuracy, ValidEER, ValidRocAuc)
+from classify.data import STORAGES, AugmentConfig, build_dataloaders
 from classify.devices import default_device
 from classify.model_io import save_model
 from spec2img.fileio import EXIT_WRITE_FAILED, OutputWriteError, atomic_path, check_writable_folder
@@ -63,6 +62,8 @@ class TrainConfig:
     loader: str = "auto"          # auto | memory (decode once, batches from RAM/GPU) | datablock (stream PNGs)
     workers: int = 0              # PNG decoding threads (memory) or loader processes (datablock); 0 = all cores
     augment: bool = True          # time shift + SpecAugment masks on training batches
+    precision: str = "auto"       # auto (bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 on the CPU) | fp32 | bf16 | fp16
+    storage: str = "auto"         # memory loader: auto (on the GPU when the images fit its share) | device | host (pinned staging)
 
     def peak_lr(self) -> float:
         """Return the learning rate actually used."""
@@ -82,7 +83,9 @@ class TrainConfig:
             ("size", self.size, ">= 0", self.size >= 0),
             ("mixup", self.mixup, "finite and >= 0", 0 <= self.mixup < math.inf),
             ("early_stop", self.early_stop, ">= 0", self.early_stop >= 0),
-            ("workers", self.workers, ">= 0", self.workers >= 0)) if not ok]
+            ("workers", self.workers, ">= 0", self.workers >= 0),
+            ("precision", self.precision, "one of " + ", ".join(devices.PRECISIONS), self.precision in devices.PRECISIONS),
+            ("storage", self.storage, "one of " + ", ".join(STORAGES), self.storage in STORAGES)) if not ok]
         if Path(self.out).exists() and not Path(self.out).is_dir():
             problems.append(f"--out {self.out} is a file: give the folder that holds the run folders")
         if self.bs >= 1 and distributed.is_distributed():
@@ -104,9 +107,15 @@ class TrainConfig:
 
 # ---------------------------------------------------------------- building the learner
 
+def fused_adamw(device: torch.device) -> bool:
+    """Return True when AdamW should run fused (one kernel for all parameters): on CUDA. On the CPU the
+    foreach implementation is as fast; tests switch this on to run the CUDA branch on the CPU."""
+    return device.type == "cuda"
+
+
 def optimizer_for(device: torch.device):
     """Return the opt_func: torch AdamW through fastai's OptimWrapper, fused on CUDA, foreach on the CPU."""
-    flag = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    flag = {"fused": True} if fused_adamw(device) else {"foreach": True}
     return partial(OptimWrapper, opt=torch.optim.AdamW, **flag)
 
 
@@ -136,8 +145,9 @@ def build_learner(cfg: TrainConfig, dls, class_weights: list[float], device: tor
     if cfg.mixup > 0:
         learn.add_cb(MixUp(cfg.mixup))
     learn.add_cb(ChannelsLast())  # the batches are channels_last too: 5-25% faster on the CPU, ~2x on CUDA
-    if device.type == "cuda":
-        learn.add_cb(MixedPrecision("bf16" if torch.cuda.is_bf16_supported() else "fp16"))
+    precision = devices.resolve_precision(device, cfg.precision)
+    if precision != "fp32":  # autocast on the batches' device; the final Linear stays float32
+        learn.add_cb(DeviceMixedPrecision(precision))
     return learn
 
 
@@ -150,21 +160,36 @@ def model_description(cfg: TrainConfig, spec_dict: dict, input_shape) -> dict:
 
 
 def fit(learn: Learner, cfg: TrainConfig):
-    """Run the schedule: fine_tune when starting from ImageNet weights, else fit_one_cycle."""
-    try:
-        if cfg.fine_tunes():
-            learn.fine_tune(cfg.epochs, base_lr=cfg.peak_lr(), freeze_epochs=cfg.freeze_epochs)
-        else:
-            learn.fit_one_cycle(cfg.epochs, cfg.peak_lr())
-    except torch.OutOfMemoryError as e:
-        hint = "" if cfg.loader == "datablock" else " or --loader datablock to keep the images off the GPU"
-        raise SystemExit(f"CUDA out of memory with --bs {cfg.bs} ({cfg.arch}): try --bs {max(1, cfg.bs // 2)}"
-                         f"{hint}. ({str(e).splitlines()[0]})") from None
-    except RuntimeError as e:
-        if "can't allocate memory" not in str(e):  # the CPU allocator's message
+    """Run the schedule: fine_tune when starting from ImageNet weights, else fit_one_cycle. Out of memory
+    (in any process of a multi-process run) stops every process with a message saying what to change."""
+    with distributed.FailureWatch() as watch:
+        try:
+            if cfg.fine_tunes():
+                learn.fine_tune(cfg.epochs, base_lr=cfg.peak_lr(), freeze_epochs=cfg.freeze_epochs)
+            else:
+                learn.fit_one_cycle(cfg.epochs, cfg.peak_lr())
+        except Exception as e:
+            if devices.is_out_of_memory(e):
+                message = out_of_memory_message(cfg, e)
+                watch.announce(message)
+                raise SystemExit(message) from None
+            if isinstance(e, RuntimeError) and "can't allocate memory" in str(e):  # the CPU allocator's message
+                message = (f"error: out of memory with --bs {cfg.bs} and --size {cfg.size or 'the images own'} "
+                           f"({cfg.arch}): lower --bs or --size. ({str(e).strip().splitlines()[-1][:200]})")
+                watch.announce(message)
+                raise SystemExit(message) from None
+            if watch.peer_failure() is not None:  # this process's error follows another's failure, already printed
+                raise SystemExit(1) from None
             raise
-        raise SystemExit(f"error: out of memory with --bs {cfg.bs} and --size {cfg.size or 'the images own'} "
-                         f"({cfg.arch}): lower --bs or --size. ({str(e).strip().splitlines()[-1][:200]})") from None
+
+
+def out_of_memory_message(cfg: TrainConfig, error: BaseException) -> str:
+    """Return what to change after running out of GPU memory during training."""
+    n = distributed.world_size()
+    where = f" in process {rank_distrib()} of {n}" if n > 1 else ""
+    hint = "" if cfg.loader == "datablock" else " or --loader datablock to keep the images off the GPU"
+    return (f"CUDA out of memory{where} with --bs {cfg.bs} ({cfg.arch}): try --bs {max(n, cfg.bs // 2)}{hint}. "
+            f"({devices.out_of_memory_line(error)})")
 
 
 def run_config(cfg: TrainConfig, spec_dict: dict, summary, device, run_dir,
@@ -175,6 +200,7 @@ def run_config(cfg: TrainConfig, spec_dict: dict, summary, device, run_dir,
             else "fit_one_cycle", "augment": asdict(AugmentConfig()) if cfg.augment else None,
             "data": asdict(summary), "spec": spec_dict, "versions": runfolder.package_versions(),
             "git_commit": runfolder.git_commit(), "device": runfolder.device_description(device),
+            "precision_used": devices.resolve_precision(device, cfg.precision),
             "processes": distributed.world_size(), "bs_per_process": cfg.bs // distributed.world_size(),
             "seed": cfg.seed, "run_dir": str(run_dir), "images": str(Path(cfg.images).resolve()),
             "pretrained_weights": pretrained_weights_record(cfg, body_weights)}
@@ -251,6 +277,9 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     if n_procs > 1:
         log_early(f"process group: {n_procs} processes on {device.type} ({torch.distributed.get_backend()}); "
                   f"batch {cfg.bs} = {n_procs} x {cfg.bs // n_procs} images per process")
+    precision = devices.resolve_precision(device, cfg.precision)
+    if precision != "fp32":
+        log_early(f"mixed precision: {precision} autocast on {device} (the final layer in float32)")
     if body_weights is not None:
         log_early(f"ImageNet weights of the {cfg.arch} body: {body_weights.path} "
                   f"({len(body_weights.state)} tensors, sha256 {body_weights.sha256[:16]}...)")
@@ -258,7 +287,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     workers = cfg.workers or (max(1, (os.cpu_count() or 1) // distributed.local_world_size()) if n_procs > 1 else 0)
     dls, spec, spec_dict, summary = build_dataloaders(
         cfg.images, cfg.bs // n_procs, device, cfg.loader, cfg.balance, cfg.size,
-        AugmentConfig() if cfg.augment else None, workers=workers, log=log_early)
+        AugmentConfig() if cfg.augment else None, workers=workers, storage=cfg.storage, log=log_early)
     learn = build_learner(cfg, dls, summary.class_weights, device, body_weights)
     if n_procs > 1:  # same initial weights everywhere (DDP broadcasts rank 0's); distinct augmentation draws
         torch.manual_seed(cfg.seed + 1000 * rank_distrib())
@@ -321,11 +350,14 @@ def main(
     loader: str = "auto",  # auto, memory (decode PNGs once, batches from memory) or datablock (stream from disk)
     workers: int = 0,  # PNG decoding threads / datablock loader processes; 0 = all cores
     augment: Annotated[bool, "time shift and SpecAugment masks on training batches", ON_OFF] = True,
+    precision: str = TrainConfig.precision,  # auto (bf16/fp16 mixed precision on CUDA, fp32 on the CPU), fp32, bf16 or fp16
+    storage: str = TrainConfig.storage,  # memory loader: auto, device (images on the GPU) or host (pinned staging)
 ):
     "Fine-tune (or train from scratch) a spoof detector on spectrogram images; writes runs/<arch>-<time>/."
     cfg = TrainConfig(images=images, arch=arch, epochs=epochs, lr=lr, bs=bs, freeze_epochs=freeze_epochs, size=size,
                       pretrained=pretrained, weights=weights, seed=seed, out=out, balance=balance, mixup=mixup,
-                      early_stop=early_stop, loader=loader, workers=workers, augment=augment)
+                      early_stop=early_stop, loader=loader, workers=workers, augment=augment,
+                      precision=precision, storage=storage)
     try:
         train(cfg)
     except (archs.UnknownArchError, archs.PretrainedWeightsUnavailable, FileNotFoundError, ValueError) as e:

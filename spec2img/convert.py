@@ -36,6 +36,7 @@ from .audio import AudioError, AudioInfo, probe_audio
 from .audit import AUDIT_DIR, write_audit
 from .augment import augment_wave, variant_params
 from .config import SPEC_FILE, SpecConfig
+from .cues import CUE_COLUMNS, cue_cells, file_cues
 from .features import SilentClipError, clip_to_image, load_clip
 from .fileio import OutputWriteError, final_name, is_temporary, output_error, write_atomic, write_json
 from .manifest import (AUG_MARK, MANIFEST_FILE, PARTS_DIR, STATUS_OK, PartWriter, merge_parts,
@@ -301,9 +302,10 @@ def levels_dbfs(wave: np.ndarray) -> tuple[float, float]:
 
 
 def manifest_row(row: ClipRow, status: str, k: int = 0, info=None, levels=("", ""),
-                 image: str = "", augmentation: str = "") -> dict:
-    """Return one manifest row (all values as written to the CSV)."""
-    return {"clip_id": image_name(row.clip_id, k), "path": os.path.abspath(row.path),
+                 image: str = "", augmentation: str = "", cues: dict | None = None) -> dict:
+    """Return one manifest row (all values as written to the CSV); `cues` from spec2img.cues.file_cues."""
+    return {**cue_cells(cues), "subset": row.subset, "family": row.family,
+            "clip_id": image_name(row.clip_id, k), "path": os.path.abspath(row.path),
             "label": row.label, "split": row.split, "system": row.system, "speaker": row.speaker,
             "condition": row.condition,
             "duration": "" if info is None else f"{info.duration:.4f}",
@@ -341,7 +343,17 @@ def init_worker(cfg_dict: dict, images: str, seed: int, augment: bool = False, i
 
 
 def _reusable(previous: dict | None, relpath: str) -> bool:
-    return bool(previous) and previous["status"] == STATUS_OK and previous["image"] == relpath
+    # a row from before the cue columns existed is completed (its valid PNG is kept, not rewritten)
+    return (bool(previous) and previous["status"] == STATUS_OK and previous["image"] == relpath
+            and previous.get(CUE_COLUMNS[0], "") != "")
+
+
+def _cues(path: Path, info) -> dict | None:
+    """Return the file's shortcut cues, None when they cannot be measured (the clip is still converted)."""
+    try:
+        return file_cues(path, info)
+    except Exception:                 # a tail that will not decode must not cost the clip its image
+        return None
 
 
 def _skip(row: ClipRow, reason: str, levels=("", ""), info: AudioInfo | None = None) -> dict:
@@ -369,6 +381,7 @@ def convert_clip(task: tuple[ClipRow, int, tuple]) -> tuple[list[dict], int]:
         return [_skip(row, str(error), info=getattr(error, "info", None))], 0
     except Exception as error:        # a decoder crash on a strange file must not stop the run
         return [_skip(row, f"unexpected error ({type(error).__name__}: {error})")], 0
+    cues = _cues(row.path, info)
     out, written = [], 0
     for k, rel in enumerate(relpaths):
         if valid[k] and _reusable(previous[k], rel):
@@ -395,7 +408,7 @@ def convert_clip(task: tuple[ClipRow, int, tuple]) -> tuple[list[dict], int]:
                 return [_skip(row, f"unexpected error ({type(error).__name__}: {error})")], written
             continue
         out.append(manifest_row(row, STATUS_OK, k, info, levels_dbfs(clip), rel,
-                                params.describe() if params else ""))
+                                params.describe() if params else "", cues))
     return out, written
 
 

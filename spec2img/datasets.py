@@ -22,7 +22,8 @@ LAYOUTS = ("folders", "csv", "asvspoof2019", "asvspoof2021", "asvspoof5", "inthe
 
 LAYOUT_HELP = {  # layout name -> what it reads (used in error messages and --help texts)
     "folders": "ROOT/<label>/**/<audio> or ROOT/<split>/<label>/**/<audio> (e.g. Fake-or-Real)",
-    "csv": "a CSV manifest with columns file,label[,split,system,speaker,condition] (paths relative to it)",
+    "csv": "a CSV manifest with columns file,label[,split,system,speaker,condition,subset,family] "
+           "(paths relative to it)",
     "asvspoof2019": "ASVspoof 2019 LA/PA: ASVspoof2019_LA_cm_protocols/ASVspoof2019.LA.cm.*.txt "
                     "+ ASVspoof2019_LA_*/flac/",
     "asvspoof2021": "ASVspoof 2021 LA/DF: keys/<LA|DF>/CM/trial_metadata.txt + ASVspoof2021_<LA|DF>_eval/flac/",
@@ -378,7 +379,7 @@ def _rows_csv(root: Path, log: Log) -> Iterator[ClipRow]:
         raise LayoutError(f"{manifest}:1: a CSV manifest needs columns 'file' and 'label' "
                           f"(found: {','.join(header) or 'nothing'})")
     used = [c for c in ("file" if "file" in header else "path", "label", "split", "system", "speaker",
-                        "condition") if c in header]
+                        "condition", "subset", "family") if c in header]
     ignored = [c for c in header if c not in used]
     log(f"manifest {manifest}: using columns {','.join(used)}" + (f"; ignoring {','.join(ignored)}" if ignored else ""))
     return _stream_csv(manifest)
@@ -391,7 +392,7 @@ def _stream_csv(manifest: Path) -> Iterator[ClipRow]:
         reader = csv.reader(f)
         header = [c.strip().lower() for c in next(reader)]
         col = {name: header.index(name) for name in ("file", "path", "label", "split", "system", "speaker",
-                                                      "condition") if name in header}
+                                                      "condition", "subset", "family") if name in header}
         file_col = col.get("file", col.get("path"))
 
         def cell(fields: list[str], name: str) -> str:
@@ -418,7 +419,7 @@ def _stream_csv(manifest: Path) -> Iterator[ClipRow]:
                 relative = Path(*relative.parts[1:])
             clip_id = ids.check(_clip_id(Path(os.path.normpath(relative))), f"{manifest.name} line {lineno}")
             yield ClipRow(clip_id, path, label, split, cell(fields, "system"), cell(fields, "speaker"),
-                          cell(fields, "condition"))
+                          cell(fields, "condition"), cell(fields, "subset"), cell(fields, "family"))
 
 
 # ----------------------------------------------------------------------------------------- ASVspoof 2019
@@ -508,8 +509,25 @@ def _rows_asvspoof2021(root: Path, log: Log) -> Iterator[ClipRow]:
                               f"{track} eval audio there (all parts of DF into the same flac/ folder, or keep "
                               f"the ASVspoof2021_{track}_eval_partNN/ folders)")
         tracks.append((track, meta, dirs))
-    log(f"ASVspoof 2021 tracks: {', '.join(t for t, _, _ in tracks)} (an evaluation set: every clip is split test)")
+    log(f"ASVspoof 2021 tracks: {', '.join(t for t, _, _ in tracks)} (an evaluation set: every clip is split test; "
+        f"each trial keeps its key subset: {', '.join(ASVSPOOF2021_SUBSETS)})")
     return _stream_asvspoof2021(tracks)
+
+
+# The official condition tags of the 2021 tables (eval-package config.py): LA codecs pooled over transmission,
+# DF compression conditions. A clip's condition is "<track>-<tag>-<codec>", e.g. "LA-C2-alaw", "DF-C3-high_mp3".
+ASVSPOOF2021_CONDITIONS = {
+    "LA": ("none", "alaw", "pstn", "g722", "ulaw", "gsm", "opus"),
+    "DF": ("nocodec", "low_mp3", "high_mp3", "low_m4a", "high_m4a", "low_ogg", "high_ogg", "mp3m4a", "oggm4a"),
+}
+ASVSPOOF2021_SUBSETS = ("eval", "progress", "hidden_track")   # the key's SUBSET column (published results: eval)
+
+
+def asvspoof2021_condition(track: str, codec: str) -> str:
+    """Return the condition of an ASVspoof 2021 trial: "<track>-C<k>-<codec>" with the official tag, or
+    "<track>-<codec>" for a codec outside the official list."""
+    codecs = ASVSPOOF2021_CONDITIONS[track]
+    return f"{track}-C{codecs.index(codec) + 1}-{codec}" if codec in codecs else f"{track}-{codec}"
 
 
 def _stream_asvspoof2021(tracks: list[tuple[str, Path, list[Path]]]) -> Iterator[ClipRow]:
@@ -517,12 +535,15 @@ def _stream_asvspoof2021(tracks: list[tuple[str, Path, list[Path]]]) -> Iterator
         last = [0]
         columns = ("SPEAKER TRIAL_ID CODEC TRANSMISSION ATTACK KEY TRIM SUBSET" if track == "LA"
                    else "SPEAKER TRIAL_ID CODEC SOURCE ATTACK KEY TRIM SUBSET VOCODER ...")
-        for lineno, (speaker, trial, codec, second, attack, key, *_) in _protocol_lines(meta, 6, columns):
+        for lineno, fields in _protocol_lines(meta, 6, columns):
+            speaker, trial, codec, _second, attack, key = fields[:6]
+            subset = fields[7] if len(fields) > 7 else ""
             label = _label_at(key, meta, lineno)
             path = _find_in(dirs, f"{trial}.flac", last) or _existing(dirs[0] / f"{trial}.flac", meta, lineno)
-            condition = f"{codec}-{second}" if track == "LA" else codec
-            system = "" if label == "bonafide" or attack == "bonafide" else _dash(attack)
-            yield ClipRow(_safe_id(trial), path, label, "test", system, _dash(speaker), condition)
+            spoof = not (label == "bonafide" or attack == "bonafide")
+            family = _dash(fields[8]) if track == "DF" and spoof and len(fields) > 8 else ""
+            yield ClipRow(_safe_id(trial), path, label, "test", _dash(attack) if spoof else "", _dash(speaker),
+                          asvspoof2021_condition(track, codec), _dash(subset), family)
 
 
 # ----------------------------------------------------------------------------------------- ASVspoof 5

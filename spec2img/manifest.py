@@ -23,7 +23,12 @@ CONTRACT_COLUMNS = ("clip_id", "path", "label", "split", "system", "speaker", "c
                     "sample_rate", "channels", "status", "image")
 EXTRA_COLUMNS = ("peak_dbfs",      # peak sample level of the rendered excerpt (mono, resampled), dBFS
                  "rms_dbfs",       # RMS level of the same excerpt, dBFS
-                 "augmentation")   # transforms of an augmented variant ("" for original clips)
+                 "augmentation",   # transforms of an augmented variant ("" for original clips)
+                 "subset",         # the key's evaluation subset (ASVspoof 2021: eval, progress, hidden_track)
+                 "family",         # attack family (ASVspoof 2021 DF: vocoder type)
+                 "leading_silence",   # seconds of silence before the speech, in the file as stored (spec2img.cues)
+                 "trailing_silence",  # seconds of silence after it
+                 "bandwidth")      # effective bandwidth of the file at its own sample rate, Hz (spec2img.cues)
 COLUMNS = CONTRACT_COLUMNS + EXTRA_COLUMNS
 STATUS_OK = "ok"
 AUG_MARK = "__aug"                 # augmented variant k of clip X has clip_id X__aug<k>

@@ -20,4 +20,7 @@ class ClipRow:
     split: str = ""         # "train" | "val" | "test", or "" when the dataset defines none
     system: str = ""        # attack / system id ("A07", "griffinlim"); "" for bonafide or unknown
     speaker: str = ""       # speaker id, "" when unknown
-    condition: str = ""     # recording / codec condition where the dataset gives one ("LA-C3", "mp3")
+    condition: str = ""     # recording / codec condition where the dataset gives one ("LA-C3-pstn", "mp3")
+    subset: str = ""        # the key's evaluation subset where the protocol has one (ASVspoof 2021: eval,
+                            # progress, hidden_track); "" otherwise
+    family: str = ""        # attack family where the protocol gives one (ASVspoof 2021 DF: vocoder type)

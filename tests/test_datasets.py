@@ -261,6 +261,16 @@ def test_csv_manifest_columns_and_synonyms(tmp_path):
         assert rows[1].path == tmp_path / "audio" / "two.flac"
 
 
+def test_csv_subset_and_family_columns_are_kept(tmp_path):
+    tone(tmp_path / "a.wav")
+    tone(tmp_path / "b.wav")
+    (tmp_path / "m.csv").write_text("file,label,subset,family\na.wav,spoof,progress,neural_vocoder_autoregressive\n"
+                                    "b.wav,bonafide,eval,\n")
+    rows, log = collect(tmp_path / "m.csv")
+    assert [(r.subset, r.family) for r in rows] == [("progress", "neural_vocoder_autoregressive"), ("eval", "")]
+    assert any("subset,family" in line for line in log)
+
+
 def test_csv_speaker_or_dataset_is_not_a_speaker(tmp_path):
     tone(tmp_path / "a.wav")
     (tmp_path / "m.csv").write_text("file,label,speaker_or_dataset\na.wav,spoof,LJSpeech\n")
@@ -350,10 +360,13 @@ def test_asvspoof2021_la_and_df(tmp_path):
     assert sorted(by_id) == ["DF_E_2000011", "DF_E_2000013", "LA_E_5013670", "LA_E_9332881"]
     assert all(r.split == "test" for r in rows)
     la_spoof, la_bona = by_id["LA_E_9332881"], by_id["LA_E_5013670"]
-    assert (la_spoof.label, la_spoof.system, la_spoof.condition, la_spoof.speaker) == (
-        "spoof", "A07", "alaw-ita_tx", "LA_0009")
-    assert (la_bona.label, la_bona.system) == ("bonafide", "")
-    assert by_id["DF_E_2000011"].condition == "nocodec" and by_id["DF_E_2000011"].system == "A14"
+    assert (la_spoof.label, la_spoof.system, la_spoof.condition, la_spoof.speaker, la_spoof.subset) == (
+        "spoof", "A07", "LA-C2-alaw", "LA_0009", "eval")          # official tag C2, pooled over transmission
+    assert (la_bona.label, la_bona.system, la_bona.subset, la_bona.condition) == ("bonafide", "", "progress", "LA-C1-none")
+    df_spoof, df_bona = by_id["DF_E_2000011"], by_id["DF_E_2000013"]
+    assert (df_spoof.condition, df_spoof.system, df_spoof.family, df_spoof.subset) == (
+        "DF-C1-nocodec", "A14", "traditional_vocoder", "progress")
+    assert (df_bona.condition, df_bona.family, df_bona.subset) == ("DF-C4-low_m4a", "", "eval")
     assert by_id["DF_E_2000013"].path.parent.parent.parent.name == "ASVspoof2021_DF_eval_part01"
 
 

@@ -95,12 +95,16 @@ def test_log_odds_to_llr_removes_training_prior():
     np.testing.assert_allclose(M.log_odds_to_llr([0.3], 0.5), [0.3])
 
 
-def test_roc_auc_against_sklearn_with_ties():
+def test_roc_auc_is_mann_whitney_with_ties():
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 300)
     s = np.round(rng.normal(labels * 0.8, 1.0), 1)          # rounding makes ties
-    assert M.roc_auc(labels, s) == pytest.approx(skm.roc_auc_score(labels, s))
+    pos, neg = s[labels == 1], s[labels == 0]
+    by_pairs = np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :]))
+    assert M.roc_auc(labels, s) == pytest.approx(by_pairs)
     assert M.roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    with pytest.raises(ValueError, match="no spoof"):
+        M.roc_auc([0, 0], [0.1, 0.2])
 
 
 def test_classification_metrics_against_sklearn():
@@ -113,24 +117,76 @@ def test_classification_metrics_against_sklearn():
     assert [[c["tn"], c["fp"]], [c["fn"], c["tp"]]] == skm.confusion_matrix(labels, pred).tolist()
     assert M.accuracy(c) == pytest.approx(skm.accuracy_score(labels, pred))
     assert M.balanced_accuracy(c) == pytest.approx(skm.balanced_accuracy_score(labels, pred))
-    assert M.precision(c) == pytest.approx(skm.precision_score(labels, pred))
-    assert M.recall(c) == pytest.approx(skm.recall_score(labels, pred))
-    assert M.f1_score(c) == pytest.approx(skm.f1_score(labels, pred))
-    frr, far = M.error_rates(c)
-    assert frr == pytest.approx(np.mean(pred[labels == 0] == 1))
-    assert far == pytest.approx(np.mean(pred[labels == 1] == 0))
+    assert M.precision(labels, pred) == pytest.approx(np.mean(labels[pred == 1] == 1))
+    assert M.recall(labels, pred) == pytest.approx(np.mean(pred[labels == 1] == 1))
+    tp, fp, fn = c["tp"], c["fp"], c["fn"]
+    assert M.f1(labels, pred) == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert 1 - M.specificity(c) == pytest.approx(np.mean(pred[labels == 0] == 1))     # frr
+    assert 1 - M.sensitivity(c) == pytest.approx(np.mean(pred[labels == 1] == 0))     # far
 
 
 def test_classification_metrics_hand_values_and_one_class():
-    c = M.confusion_counts([0, 0, 0, 1, 1], [0, 1, 0, 1, 0])   # tn 2, fp 1, fn 1, tp 1
+    labels, pred = [0, 0, 0, 1, 1], [0, 1, 0, 1, 0]              # tn 2, fp 1, fn 1, tp 1
+    c = M.confusion_counts(labels, pred)
     assert c == {"tn": 2, "fp": 1, "fn": 1, "tp": 1}
-    assert M.f1_score(c) == pytest.approx(0.5)
+    assert M.f1(labels, pred) == pytest.approx(0.5)
     assert M.balanced_accuracy(c) == pytest.approx((1 / 2 + 2 / 3) / 2)
     only_bona = M.confusion_counts([0, 0], [0, 0])
     assert M.accuracy(only_bona) == 1.0
-    for f, msg in [(M.recall, "no|none"), (M.precision, "no clip"), (M.balanced_accuracy, "none")]:
-        with pytest.raises(ValueError, match=msg):
-            f(only_bona)
+    with pytest.raises(ValueError, match="none"):
+        M.balanced_accuracy(only_bona)
+    with pytest.raises(ValueError, match="no spoof|none"):
+        M.recall([0, 0], [0, 0])
+    with pytest.raises(ValueError, match="no clip"):
+        M.precision([0, 1], [0, 0])
+    with pytest.raises(ValueError, match="none"):
+        M.f1([0, 0], [0, 1])
+
+
+def _pav_by_hand(labels_in_score_order, weights):
+    """Pool adjacent violators, the textbook loop: non-decreasing weighted means."""
+    blocks = []                                      # [mean, weight, count]
+    for y, w in zip(labels_in_score_order, weights):
+        blocks.append([y, w, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            m2, w2, n2 = blocks.pop()
+            m1, w1, n1 = blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.concatenate([[m] * n for m, _, n in blocks])
+
+
+def test_min_cllr_hand_value_and_against_a_textbook_pav():
+    # sorted 0s 1b 2s 3b: PAV posteriors 0, ½, ½, 1 -> LLRs -inf, 0, 0, +inf -> Cllr ½(½ + ½)
+    assert M.compute_min_cllr([3., 1], [0., 2]) == pytest.approx(0.5)
+    assert M.compute_min_cllr([5., 6], [1., 2]) == 0.0
+    assert M.compute_min_cllr([1., 1], [1., 1, 1]) == pytest.approx(1.0)      # no information: 1 bit
+    rng = np.random.default_rng(7)
+    bona, spoof = rng.normal(1, 1, 60), rng.normal(-1, 1.5, 90)               # no ties
+    scores = np.r_[bona, spoof]
+    y = np.r_[np.ones(60), np.zeros(90)]
+    order = np.argsort(scores)
+    post = np.empty_like(scores)
+    post[order] = _pav_by_hand(y[order], np.ones(y.size))
+    with np.errstate(divide="ignore"):
+        llr = np.log(post) - np.log1p(-post) - np.log(60 / 90)
+    expected = M.compute_cllr(llr[:60], llr[60:])
+    assert M.compute_min_cllr(bona, spoof) == pytest.approx(expected, rel=1e-12)
+    for transform in (lambda x: x, lambda x: 3 * x - 1, np.tanh):            # no monotone map beats PAV
+        assert M.compute_min_cllr(bona, spoof) <= M.compute_cllr(transform(bona), transform(spoof)) + 1e-12
+
+
+def test_rocch_eer_hand_values():
+    assert M.compute_rocch_eer([3., 1], [0., 2]) == pytest.approx(0.25)      # hull through (½,0) and (0,½)
+    assert M.compute_rocch_eer([7., 7, 7], [7., 7]) == pytest.approx(0.5)     # a constant score: chance
+    assert M.compute_rocch_eer([5., 6], [1., 2]) == 0.0
+    assert M.compute_rocch_eer([1., 2], [5., 6]) == pytest.approx(0.5)       # PAV cannot use a reversed score
+    pmiss, pfa = M.rocch([3., 1], [0., 2])
+    np.testing.assert_allclose(pmiss, [0, 0, .5, 1])
+    np.testing.assert_allclose(pfa, [1, .5, 0, 0])
+    rng = np.random.default_rng(8)
+    bona, spoof = rng.normal(1, 1, 200), rng.normal(-1, 1, 300)
+    assert M.compute_rocch_eer(bona, spoof) <= M.compute_eer(bona, spoof)[0] + 1e-12
+    assert M.compute_rocch_eer(bona, spoof) == pytest.approx(M.compute_eer(bona, spoof)[0], abs=0.02)
 
 
 def test_per_attack_eer_uses_all_bonafide():

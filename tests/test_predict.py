@@ -179,7 +179,7 @@ def test_long_files_decoded_in_chunks_score_like_whole_files(tiny_run, tmp_path,
 def test_predict_gives_the_score_evaluate_gives_the_converted_clip(tiny_run, tmp_path):
     """The evaluation path: spec2img converts each clip to a PNG, classify.evaluate reads the PNGs back
     and scores them. Predict must render the same pixels and give the same score."""
-    from classify import evaluate
+    from classify import scoring
     from classify.data import read_png_gray
     from spec2img.convert import ConvertOptions, convert_rows
     clips = {"b": write_wave(tmp_path / "audio" / "b.wav", bonafide_wave(1.0, 31, sr=22050), sr=22050),
@@ -189,8 +189,8 @@ def test_predict_gives_the_score_evaluate_gives_the_converted_clip(tiny_run, tmp
     convert_rows(rows, images, SPEC, ConvertOptions(workers=1, progress=False), tmp_path / "audio", "csv",
                  log=lambda m: None)
     model, description = model_io.load_model(tiny_run)
-    split = evaluate.list_split(images, "test", evaluate.manifest_rows(images))
-    split = evaluate.score_split(split, model, description, "cpu", 64, log=lambda m: None)
+    split = scoring.list_split(images, "test", scoring.manifest_rows(images))
+    split = scoring.score_split(split, model, description, "cpu", 64, log=lambda m: None)
     evaluated = dict(zip(split.clip_id, split.score))
     predictor = predict.load_predictor(tiny_run, "cpu", log=lambda m: None)
     scored = predict.score_files([clips["b"], clips["s"]], predictor, progress=False)
@@ -204,25 +204,57 @@ def test_predict_gives_the_score_evaluate_gives_the_converted_clip(tiny_run, tmp
 
 # ---------------------------------------------------------------- thresholds
 
+def _evaluated_copy(tiny_run, folder, threshold, slope=0.5, offset=-1.0):
+    """Return a copy of the run with an evaluation set published as classify.evaluate does."""
+    from classify.calibration import Calibration, write_calibration
+    from classify.outputset import output_set
+    from classify.thresholds import write_thresholds
+    folder.mkdir()
+    for name in ("model.safetensors", "model.json"):
+        (folder / name).write_bytes((tiny_run / name).read_bytes())
+    with output_set(folder, "test") as ev:
+        write_thresholds(ev, "eer", threshold, {"value": 0.1})
+        write_calibration(ev / "calibration.json", Calibration(slope, offset, "val", 10, 10))
+    return folder
+
+
 def test_tuned_threshold_is_used_and_its_absence_is_announced(tiny_run, tmp_path, capsys):
     clip = write_wave(tmp_path / "b.wav", bonafide_wave(1.0, 41))
     code, out, err = run_predict(capsys, "--run", tiny_run, clip, "--format", "json")
     assert code == 0
     result = json.loads(out)                                   # --format without --out: JSON on stdout
-    assert "notice" in err and "0.5" in err and result["threshold"] == 0.5
+    assert "notice: no tuned threshold" in err and "0.5" in err and result["threshold"] == 0.5
     prob = result["files"][0]["spoof_prob"]
     assert result["files"][0]["label"] == "bonafide"
     # a run tuned to a threshold just below this clip's probability labels it spoof
-    tuned = tmp_path / "tuned"
-    tuned.mkdir()
-    for name in ("model.safetensors", "model.json"):
-        (tuned / name).write_bytes((tiny_run / name).read_bytes())
-    (tuned / "thresholds.json").write_text(json.dumps(
-        {"rule": "eer", "spoof_prob_threshold": prob * 0.9, "score_threshold": 0.0, "split": "val"}))
+    tuned = _evaluated_copy(tiny_run, tmp_path / "tuned", prob * 0.9)
     code, out, err = run_predict(capsys, "--run", tuned, clip, "--format", "csv")
     assert code == 0 and "notice" not in err and "thresholds.json" in err
     row = next(csv.DictReader(out.splitlines()))
     assert row["label"] == "spoof" and float(row["spoof_prob"]) == pytest.approx(prob, rel=1e-5)
+
+
+def test_llr_and_posterior_come_from_the_calibration_at_the_prior(tiny_run, tmp_path, capsys):
+    import math
+    clips = [write_wave(tmp_path / "b.wav", bonafide_wave(1.0, 42)), write_wave(tmp_path / "s.wav", spoof_wave(1.0, 43))]
+    run = _evaluated_copy(tiny_run, tmp_path / "calibrated", 0.5, slope=0.5, offset=-1.0)
+    code, out, err = run_predict(capsys, "--run", run, *clips, "--format", "csv", "--prior", "0.2")
+    assert code == 0 and "notice" not in err
+    rows = list(csv.DictReader(out.splitlines()))
+    assert list(rows[0])[:6] == ["path", "spoof_prob", "score", "llr", "spoof_posterior", "label"]
+    for r in rows:
+        llr = 0.5 * float(r["score"]) - 1.0
+        assert float(r["llr"]) == pytest.approx(llr, rel=1e-5, abs=1e-6)
+        assert float(r["spoof_posterior"]) == pytest.approx(1 / (1 + math.exp(llr - math.log(0.2 / 0.8))), rel=1e-4)
+    assert float(rows[0]["llr"]) > 0 > float(rows[1]["llr"])          # bona fide evidence, spoof evidence
+    # default prior ½; an unevaluated run falls back to the uncalibrated LLR (training prior ½: the score) and says so
+    code, out, err = run_predict(capsys, "--run", tiny_run, clips[0], "--format", "json")
+    row = json.loads(out)["files"][0]
+    assert "no calibration.json" in err and json.loads(out)["prior_spoof"] == 0.5
+    assert row["llr"] == pytest.approx(row["score"]) and row["spoof_posterior"] == pytest.approx(row["spoof_prob"])
+    with pytest.raises(SystemExit):
+        predict.main(["--run", str(run), str(clips[0]), "--prior", "1.5"])
+    assert "--prior 1.5" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- bad input and exit codes

@@ -29,7 +29,7 @@ def test_separable_val_gets_threshold_between_classes():
     t, info = T.choose_threshold_with_value(p, y, "eer")
     assert 0.3 < t < 0.7 and info["value"] == 0.0
     for rule in ("f1", "balanced_accuracy"):
-        assert 0.3 < T.choose_threshold(p, y, rule) < 0.7
+        assert 0.3 < T.choose_threshold_with_value(p, y, rule)[0] < 0.7
 
 
 @pytest.mark.parametrize("rule,key,better", [("f1", "f1", max), ("eer", None, None)])
@@ -62,14 +62,14 @@ def test_far_rule_is_the_largest_threshold_meeting_the_target(val):
     higher = [g for g in T.candidate_thresholds(p) if g > t]
     assert _brute(p, y, higher[0])["far"] > 0.05
     with pytest.raises(ValueError, match="target-far"):
-        T.choose_threshold(p, y, "far")
+        T.choose_threshold_with_value(p, y, "far")
 
 
 def test_one_class_val_and_unknown_rule_are_clear_errors():
     with pytest.raises(ValueError, match="no spoof clips"):
-        T.choose_threshold([0.1, 0.2], [0, 0])
+        T.choose_threshold_with_value([0.1, 0.2], [0, 0])
     with pytest.raises(ValueError, match="unknown threshold rule 'auc'"):
-        T.choose_threshold([0.1, 0.9], [0, 1], "auc")
+        T.choose_threshold_with_value([0.1, 0.9], [0, 1], "auc")
 
 
 def test_saturated_probabilities_keep_thresholds_inside_0_1():
