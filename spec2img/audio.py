@@ -116,7 +116,7 @@ def _decode(path: Path, info: AudioInfo, max_seconds: float | None, offset: floa
                 raise AudioError("truncated or corrupt audio data (no frames could be decoded)")
             if start == 0:
                 expected = f.frames if n < 0 else min(n, f.frames)
-                _raise_if_truncated(path, wave.shape[0], short=wave.shape[0] < expected)
+                _raise_if_truncated(path, wave.shape[0], short=wave.shape[0] < expected, opened=f)
             return wave, int(f.samplerate)
     except AudioError:
         raise
@@ -135,13 +135,17 @@ def _decode(path: Path, info: AudioInfo, max_seconds: float | None, offset: floa
             raise AudioError(f"cannot decode audio ({_short(sf_error)})") from None
 
 
-def _raise_if_truncated(path: Path, decoded: int, short: bool) -> None:
+def _raise_if_truncated(path: Path, decoded: int, short: bool, opened=None) -> None:
     """Raise TruncatedAudioError when the file holds less than it states. `decoded`: frames read from its
-    start; `short`: that read stopped before the frames asked for (so `decoded` is all there is)."""
+    start; `short`: that read stopped before the frames asked for (so `decoded` is all there is); `opened`:
+    the file's soundfile.SoundFile when it is open already (its position is then moved)."""
     import soundfile as sf
     try:
-        with sf.SoundFile(str(path)) as f:
-            frames, sr, channels, fmt = f.frames, f.samplerate, f.channels, f.format
+        if opened is None:
+            with sf.SoundFile(str(path)) as f:
+                frames, sr, channels, fmt = f.frames, f.samplerate, f.channels, f.format
+        else:
+            frames, sr, channels, fmt = opened.frames, opened.samplerate, opened.channels, opened.format
     except Exception:
         return
     stated = truncation.header_frames(path) if fmt in ("WAV", "WAVEX", "RF64", "AIFF") else None
@@ -159,7 +163,7 @@ def _raise_if_truncated(path: Path, decoded: int, short: bool) -> None:
         else:
             with truncation.quiet_c_stderr():
                 present = truncation.decodable_frames(lambda: sf.SoundFile(str(path)), stated, decoded,
-                                                      max(1, int(CUT_SEARCH_SECONDS * sr)), hint)
+                                                      max(1, int(CUT_SEARCH_SECONDS * sr)), hint, opened)
     elif fmt == "OGG":
         if not truncation.ogg_ends_cleanly(path):
             raise TruncatedAudioError(AudioInfo(sr, channels, frames / sr), None)
