@@ -3,19 +3,22 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 
+# DATASET, WORKERS, ARCH, EPOCHS, BS and SPLIT are passed on only when set: unset, the command's own default
+# (its settings dataclass, shown by --help) applies, so no default is written twice
 DATA ?=
-DATASET ?= auto
+DATASET ?=
 IMAGES ?= images
-WORKERS ?= 0
-ARCH ?= resnet101
-EPOCHS ?= 5
-BS ?= 64
+WORKERS ?=
+ARCH ?=
+EPOCHS ?=
+BS ?=
 RUNS ?= runs
 RUN ?= $(RUNS)/latest
-SPLIT ?= test
+SPLIT ?=
 AUDIO ?=
 OUT ?=
 FORMAT ?=
@@ -28,6 +31,7 @@ TRAIN_ARGS ?=
 SPEC_ARGS ?=
 ACCELERATE_ARGS ?=
 DEMO_DATA := data/demo
+SEEDS_FILE := seeds$(if $(ARCH),-$(ARCH)).txt
 # the offline GPU machine (Python 3.12, its own torch) lacks these: `make gpu-wheels` fetches them into .whl/
 WHEELS := .whl
 GPU_WHEELS := fastai==2.8.12 fastcore==2.2.41 fastprogress==1.0.3 fastdownload==0.0.8 fasttransform==0.0.5 \
@@ -46,51 +50,54 @@ SOURCE := $(if $(DATA),$(DATA),$(DEMO_DATA))
 help: ## list the targets and variables
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo
-	@echo "  variables: DATA=<audio root or csv> DATASET=$(DATASET) IMAGES=$(IMAGES) WORKERS=$(WORKERS) (0 = all cores)"
-	@echo "             ARCH=$(ARCH) EPOCHS=$(EPOCHS) BS=$(BS) SEEDS='0 1 2' GPUS=$(GPUS) RUN=$(RUN) SPLIT=$(SPLIT) AUDIO=<files>"
+	@echo "  variables: DATA=<audio root or csv> DATASET=<layout> IMAGES=$(IMAGES) WORKERS=<n> (0 = all cores)"
+	@echo "             ARCH=<name> EPOCHS=<n> BS=<n> SEEDS='0 1 2' GPUS=$(GPUS) RUN=$(RUN) SPLIT=<split> AUDIO=<files>"
+	@echo "             (unset DATASET, WORKERS, ARCH, EPOCHS, BS, SPLIT: the command's default, see its --help)"
 	@echo "             RUN_A=<run> RUN_B=<run> (make compare)"
 	@echo "             GPU_CHECK_ARGS='<benchmarks.gpu_check flags, e.g. --work /tmp/check --budget 480>'"
-	@echo "             SPEC_ARGS='<more spec2img flags, e.g. --augment 2 --overwrite>' TRAIN_ARGS='<more classify.train flags>' ACCELERATE_ARGS='--num_machines M --machine_rank R ...'"
+	@echo "             SPEC_ARGS='<more spec2img flags, e.g. --augment 2 --overwrite>' TRAIN_ARGS='<more classify-train flags>' ACCELERATE_ARGS='--num_machines M --machine_rank R ...'"
 
-install: $(STAMP) ## create .venv and install requirements.txt (other targets do this first)
+install: $(STAMP) ## create .venv, install the tested lock requirements.txt, then this package (editable) and its commands
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 demo-data: $(STAMP) ## generate the synthetic demo corpus in data/demo (seeded, deterministic)
-	$(PY) -m spec2img.demo $(DEMO_DATA)
+	$(BIN)/spec2img-demo $(DEMO_DATA)
 
 demo: demo-data ## the whole job on the synthetic demo corpus: images, CPU training, evaluation report
-	$(PY) -m spec2img $(DEMO_DATA) --out $(IMAGES) --dataset auto --workers $(WORKERS)
-	$(PY) -m classify.train --images $(IMAGES) --arch lcnn --no-pretrained --epochs 6 --bs 32 --out $(RUNS)
-	$(PY) -m classify.evaluate $(RUNS)/latest --split test
+	$(BIN)/spec2img $(DEMO_DATA) --out $(IMAGES) $(if $(WORKERS),--workers $(WORKERS))
+	$(BIN)/classify-train --images $(IMAGES) --arch lcnn --no-pretrained --epochs 6 --bs 32 --out $(RUNS)
+	$(BIN)/classify-evaluate $(RUNS)/latest --split test
 
 images: $(STAMP) $(if $(DATA),,demo-data) ## convert DATA (default: the demo corpus) into IMAGES, with the audit
-	$(PY) -m spec2img $(SOURCE) --out $(IMAGES) --dataset $(DATASET) --workers $(WORKERS) $(SPEC_ARGS)
+	$(BIN)/spec2img $(SOURCE) --out $(IMAGES) $(if $(DATASET),--dataset $(DATASET)) $(if $(WORKERS),--workers $(WORKERS)) $(SPEC_ARGS)
 
 audit: $(STAMP) ## (re)write IMAGES/audit/: counts, sample rates, duration and amplitude histograms
-	$(PY) -m spec2img.audit $(IMAGES)
+	$(BIN)/spec2img-audit $(IMAGES)
 
 train: $(STAMP) ## fine-tune ARCH on IMAGES into RUNS/<arch>-<time>/ (SEEDS="0 1 2" trains one run per seed, GPUS=N uses accelerate)
 	@set -e; for seed in $(if $(SEEDS),$(SEEDS),0); do \
-	  $(if $(filter-out 1,$(GPUS)),$(VENV)/bin/accelerate launch --multi_gpu --num_processes $(GPUS) --num_machines 1 --mixed_precision no --dynamo_backend no $(ACCELERATE_ARGS) -m,$(PY) -m) classify.train \
-	    --images $(IMAGES) --arch $(ARCH) --epochs $(EPOCHS) --bs $(BS) --seed $$seed --out $(RUNS) $(TRAIN_ARGS); \
-	  $(if $(SEEDS),readlink -f $(RUNS)/latest >> $(RUNS)/.seeds-$(ARCH).tmp;) \
-	done; $(if $(SEEDS),mv $(RUNS)/.seeds-$(ARCH).tmp $(RUNS)/seeds-$(ARCH).txt; echo "seed runs listed in $(RUNS)/seeds-$(ARCH).txt")
+	  $(if $(filter-out 1,$(GPUS)),$(BIN)/accelerate launch --multi_gpu --num_processes $(GPUS) --num_machines 1 --mixed_precision no --dynamo_backend no $(ACCELERATE_ARGS)) $(BIN)/classify-train \
+	    --images $(IMAGES) $(if $(ARCH),--arch $(ARCH)) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(BS),--bs $(BS)) \
+	    --seed $$seed --out $(RUNS) $(TRAIN_ARGS); \
+	  $(if $(SEEDS),readlink -f $(RUNS)/latest >> $(RUNS)/.$(SEEDS_FILE).tmp;) \
+	done; $(if $(SEEDS),mv $(RUNS)/.$(SEEDS_FILE).tmp $(RUNS)/$(SEEDS_FILE); echo "seed runs listed in $(RUNS)/$(SEEDS_FILE)")
 
 evaluate: $(STAMP) ## scores, tuned threshold, metrics, plots and report.html for RUN (SEEDS=... aggregates the seed runs of ARCH)
-	$(PY) -m classify.evaluate $(if $(SEEDS),$$(cat $(RUNS)/seeds-$(ARCH).txt),$(RUN)) --split $(SPLIT)
+	$(BIN)/classify-evaluate $(if $(SEEDS),$$(cat $(RUNS)/$(SEEDS_FILE)),$(RUN)) $(if $(SPLIT),--split $(SPLIT))
 
 compare: $(STAMP) ## EER of RUN_A minus RUN_B (both evaluated on the same images) with a paired-bootstrap interval
 	@test -n "$(RUN_A)" -a -n "$(RUN_B)" || { echo "usage: make compare RUN_A=runs/<a> RUN_B=runs/<b>"; exit 2; }
-	$(PY) -m classify.compare $(RUN_A) $(RUN_B)
+	$(BIN)/classify-compare $(RUN_A) $(RUN_B)
 
 predict: $(STAMP) ## score AUDIO files or folders with RUN: path, spoof probability, score, label
 	@test -n "$(AUDIO)" || { echo "usage: make predict RUN=runs/latest AUDIO='clip.wav folder/'"; exit 2; }
-	$(PY) -m classify.predict --run $(RUN) $(AUDIO) $(if $(OUT),--out $(OUT)) $(if $(FORMAT),--format $(FORMAT))
+	$(BIN)/classify-predict --run $(RUN) $(AUDIO) $(if $(OUT),--out $(OUT)) $(if $(FORMAT),--format $(FORMAT))
 
 browser: ## install Debian's Chromium for the report test, when missing (needs root)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

@@ -7,13 +7,11 @@ benchmarks/out/convert_throughput.json.  Usage: python -m benchmarks.convert_thr
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import tempfile
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,9 @@ import psutil
 import soundfile as sf
 
 from spec2img import SpecConfig
+from spec2img.cli import build_parser, parse_settings
 from spec2img.convert import ConvertOptions, convert_rows, resolve_workers
+from spec2img.fileio import write_json
 from spec2img.rows import ClipRow
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -190,19 +190,21 @@ def print_report(r: dict) -> None:
           f"{big['peak_memory_mb']} MB ({'flat' if flat else 'GROWS'}; proportional set size of the process tree)")
 
 
+@dataclass(frozen=True)
+class ConvertBench:
+    clips: int = 400              # 4-s clips for the converter runs (a pool's start-up costs ~0.3 CPU-s, so small
+                                  # corpora understate its scaling)
+    reference_clips: int = 40     # clips for the (slow) matplotlib approach
+    memory_factor: int = 4        # the second memory run uses this many times more clips
+    rounds: int = 2               # converter runs per setting; the best counts (shared machines are noisy)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=400, help="4-s clips for the converter runs (a pool's start-up "
-                        "costs ~0.3 CPU-s, so small corpora understate its scaling)")
-    parser.add_argument("--reference-clips", type=int, default=40, help="clips for the (slow) matplotlib approach")
-    parser.add_argument("--memory-factor", type=int, default=4, help="the second memory run uses this many times more clips")
-    parser.add_argument("--rounds", type=int, default=2, help="converter runs per setting; the best counts (shared machines are noisy)")
-    args = parser.parse_args()
+    args, = parse_settings(build_parser("python -m benchmarks.convert_throughput", __doc__.splitlines()[0],
+                                        [ConvertBench]), None, ConvertBench)
     result = measure(args, SpecConfig(), resolve_workers(0))
     print_report(result)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "convert_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {OUT / 'convert_throughput.json'}")
+    print(f"written to {write_json(OUT / 'convert_throughput.json', result)}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ OUT/gpu_check.json (rewritten after each step: a check cut short keeps what it m
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -35,6 +34,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from classify import runfolder
+from spec2img.cli import build_parser, parse_settings
 from spec2img.fileio import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,13 +155,13 @@ def device_name(device: str) -> str:
 
 def read_history(run: Path) -> list[dict]:
     """Return history.csv's rows as floats."""
-    with open(run / "history.csv", newline="") as f:
+    with open(run / runfolder.HISTORY, newline="") as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def train_figures(run: Path) -> dict:
     """Return what a training run reports: loader, storage, precision, img/s per epoch, kept validation EER."""
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / runfolder.CONFIG).read_text())
     history = read_history(run)
     n_train = sum(config["data"]["counts"]["train"].values())
     n_val = sum(config["data"]["counts"]["val"].values())
@@ -262,8 +263,7 @@ def step_evaluate(check: Check, name: str, run: Path | None) -> dict | None:
         return None
     ok = check.run(step, ["-m", "classify.evaluate", run, "--split", "test", "--device", check.device])
     if ok:
-        from classify.runfolder import METRICS_FILE, evaluation_dir   # the current evaluation output set
-        metrics = json.loads((evaluation_dir(run) / METRICS_FILE).read_text())
+        metrics = json.loads((runfolder.evaluation_dir(run) / runfolder.METRICS_FILE).read_text())
         eer = metrics["metrics"]["eer"]["value"]
         step.details = {"test_eer": eer, "counts": metrics["counts"]}
         step.figure = f"test EER {100 * eer:.2f}% on {sum(metrics['counts']['test'].values())} images"
@@ -303,7 +303,7 @@ def step_predict(check: Check, run: Path | None) -> None:
         return
     pickled = check.work / "pickle-only-run"
     pickled.mkdir(exist_ok=True)
-    for name in ("export.pkl", "config.json"):  # no model.safetensors, no model.json
+    for name in (runfolder.EXPORT, runfolder.CONFIG, runfolder.COMPLETE):  # no model.safetensors, no model.json
         shutil.copy(run / name, pickled / name)
     out = check.work / "predict-pickle.json"
     if check.run(step, ["-m", "classify.predict", "--run", pickled, audio, "--out", out, "--format", "json",
@@ -392,15 +392,9 @@ def run_check(cfg: CheckConfig) -> int:
 
 
 def main(argv=None) -> int:
-    d = CheckConfig()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=d.out, help="folder of gpu_check.json (default benchmarks/out)")
-    p.add_argument("--work", default=d.work, help="scratch folder kept afterwards (default: a temporary one, removed)")
-    p.add_argument("--device", default=d.device, help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes and architectures: the whole check on a CPU")
-    p.add_argument("--budget", type=float, default=d.budget, help="seconds after which no step starts (default 480)")
-    a = p.parse_args(argv)
-    return run_check(CheckConfig(out=a.out, work=a.work, device=a.device, smoke=a.smoke, budget=a.budget))
+    cfg, = parse_settings(build_parser("python -m benchmarks.gpu_check", __doc__.split("\n\n")[0], [CheckConfig]),
+                          argv, CheckConfig)
+    return run_check(cfg)
 
 
 if __name__ == "__main__":

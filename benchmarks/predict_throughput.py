@@ -16,10 +16,9 @@ Prints clips/s for each and the ratio predict / convert; writes benchmarks/out/p
 """
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,14 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from benchmarks.convert_throughput import make_corpus
-from classify import model_io, predict
+from classify import model_io, predict, runfolder
 from classify.archs import build_model
 from classify.train import TrainConfig, model_description
+from spec2img.cli import build_parser, parse_settings
 from spec2img.config import SpecConfig
 from spec2img.convert import ConvertOptions, convert_rows
 from spec2img.features import clip_to_image
+from spec2img.fileio import write_json
 from spec2img.rows import ClipRow
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -43,6 +44,7 @@ def make_run(folder: Path, arch: str, spec: SpecConfig) -> Path:
     description = model_description(TrainConfig(arch=arch, pretrained=False), spec.to_dict(), spec.image_shape)
     run = folder / f"{arch}-bench"
     model_io.save_model(run, build_model(description["builder"], pretrained=False).eval(), description)
+    runfolder.mark_complete(run)
     return run
 
 
@@ -96,13 +98,17 @@ def bench_halves(files: list[Path], run: Path, bs: int) -> tuple[float, float, i
     return len(files) / front, len(files) / back, len(batch)
 
 
+@dataclass(frozen=True)
+class PredictBench:
+    run: Path | None = None       # an existing run folder (default: make one with random weights)
+    arch: str = "resnet18"        # architecture of the made run
+    clips: int = 100              # number of clips
+    bs: int = 64                  # predict batch size
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, default=None, help="an existing run folder (default: make one)")
-    parser.add_argument("--arch", default="resnet18", help="architecture of the made run (default resnet18)")
-    parser.add_argument("--clips", type=int, default=100, help="number of clips (default 100)")
-    parser.add_argument("--bs", type=int, default=64, help="predict batch size (default 64)")
-    args = parser.parse_args()
+    args, = parse_settings(build_parser("python -m benchmarks.predict_throughput", __doc__.split("\n\n")[0],
+                                        [PredictBench]), None, PredictBench)
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as tmp:
         folder = Path(tmp)
         spec = (SpecConfig.from_dict(model_io.read_description(args.run)["spec"]) if args.run else SpecConfig())
@@ -127,12 +133,11 @@ def main():
             print(f"ratio predict/{device} / convert: {results[f'predict/{device}'] / convert:.2f}")
         print(f"({windows} windows for {len(files)} clips; convert writes PNGs and a manifest, predict "
               f"batches every window through the model)")
-        OUT.mkdir(exist_ok=True)
         report = {"clips": len(files), "seconds_per_clip": spec.duration, "arch": arch, "bs": args.bs,
                   "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name() if "cuda" in devices
                   else None, "clips_per_s": results,
                   "ratio_to_convert": {d: results[f"predict/{d}"] / convert for d in devices}}
-        (OUT / "predict_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_json(OUT / "predict_throughput.json", report)
 
 
 if __name__ == "__main__":

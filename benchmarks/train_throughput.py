@@ -28,12 +28,12 @@ resnet101 and efficientnet_b4 at 128x400 (3 channels), batch 128.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,9 @@ from classify.callbacks import EpochHistory, KeepBestEpoch
 from classify.data import build_dataloaders
 from classify.devices import autocast, autocast_dtype, default_device
 from classify.train import TrainConfig, build_learner, fit
+from spec2img.cli import build_parser, parse_settings
 from spec2img.config import SpecConfig, save_spec
+from spec2img.fileio import write_atomic
 from spec2img.rows import LABELS
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -340,22 +342,25 @@ def print_report(arch: str, r: dict):
             print(f"ratio {short} / ceiling: {x['ratio']:6.1%}{target}")
 
 
+@dataclass
+class TrainBench:
+    arch: list[str] | None = None  # architectures (default: resnet18 on the CPU, resnet101 and efficientnet_b4 on CUDA)
+    height: int | None = None      # image height = n_mels (default 64 CPU, 128 CUDA)
+    width: int | None = None       # image width = frames (default 200 CPU, 400 CUDA)
+    bs: int | None = None          # batch size (default 32 CPU, 128 CUDA)
+    images: int | None = None      # training images written (default 192 CPU, 3072 CUDA); validation gets a
+                                   # quarter as many
+    epochs: int = 2                # timed epochs of the project's path after one warm-up
+    steps: int = 0                 # timed ceiling steps (0: one epoch's batches)
+    datablock: bool = False        # also time --loader datablock (always on CUDA)
+    device: str | None = None      # cpu or cuda (default: cuda when available)
+    threads: int = 0               # torch CPU threads for both paths (0: torch's own; 1 steadies the numbers on a
+                                   # machine other jobs share)
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", nargs="+", default=None, help="architectures (default: resnet18 on the CPU, "
-                        "resnet101 and efficientnet_b4 on CUDA)")
-    parser.add_argument("--height", type=int, default=None, help="image height = n_mels (default 64 CPU, 128 CUDA)")
-    parser.add_argument("--width", type=int, default=None, help="image width = frames (default 200 CPU, 400 CUDA)")
-    parser.add_argument("--bs", type=int, default=None, help="batch size (default 32 CPU, 128 CUDA)")
-    parser.add_argument("--images", type=int, default=None, help="training images written (default 192 CPU, "
-                        "3072 CUDA); validation gets a quarter as many")
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs of the project's path after one warm-up")
-    parser.add_argument("--steps", type=int, default=0, help="timed ceiling steps (default: one epoch's batches)")
-    parser.add_argument("--datablock", action="store_true", help="also time --loader datablock (always on CUDA)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for both paths (default: torch's "
-                        "own; 1 steadies the numbers on a machine other jobs share)")
-    args = parser.parse_args()
+    args, = parse_settings(build_parser("python -m benchmarks.train_throughput", __doc__.split("\n\n")[0],
+                                        [TrainBench]), None, TrainBench)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = default_device(args.device)
@@ -384,8 +389,7 @@ def main():
         print_report(arch, r)
     print(f"(peak host MB = resident set of this one process while the part ran; {baseline_mb} MB after imports)")
     report["load_average_1min"] = round(os.getloadavg()[0], 2)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "train_throughput.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    write_atomic(OUT / "train_throughput.json", json.dumps(report, indent=2, default=float) + "\n")
     print(f"\nwritten to {OUT / 'train_throughput.json'} (1-min load average {report['load_average_1min']})")
 
 

@@ -194,6 +194,8 @@ class DeviceMixedPrecision(MixedPrecision):
 class KeepBestEpoch(Callback):
     """Remember the weights of the epoch with the lowest validation EER (ties: lower validation loss),
     across fine_tune's two fits; `restore` loads them."""
+    # Not fastai's SaveModelCallback: it pickles a checkpoint to disk per improvement, has no tie-break, and at
+    # the end of each fit reloads its best, so fine_tune's unfrozen fit would restart from the best frozen epoch.
     order = 61  # after the Recorder (50) has logged the epoch
 
     def __init__(self):
@@ -219,6 +221,8 @@ class KeepBestEpoch(Callback):
 
 class EpochHistory(Callback):
     """Append each epoch's row (numbered across fits) to `rows` and rewrite history.csv."""
+    # Not fastai's CSVLogger: at fine_tune's second fit it truncates the file (or, appending, repeats the header)
+    # and restarts the epoch count, and it writes times as "mm:ss" text; this file is rewritten atomically.
     order = 62
 
     def __init__(self, run_dir: Path | None):

@@ -1,4 +1,4 @@
-"""Compare two evaluated runs on the same evaluation images: `python -m classify.compare RUN_A RUN_B`.
+"""Compare two evaluated runs on the same evaluation images: `classify-compare RUN_A RUN_B`.
 
 Reads each run's current evaluation set (RUN/evaluation: metrics.json and scores-<split>.csv, written by
 classify.evaluate), checks that both scored the same clips with the same labels, keeps the key subset the
@@ -10,14 +10,14 @@ Exit status: 0 compared, 2 a run that is not evaluated or does not match the oth
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from spec2img.cli import build_parser as build_cli, parse_settings
 from spec2img.fileio import write_json
 from spec2img.rows import LABELS
 
@@ -34,16 +34,29 @@ class CompareError(Exception):
 class CompareSettings:
     split: str | None = None         # evaluated split to compare (default: the one run A's evaluation reported)
     subset: str | None = None        # key subset (default: the one the evaluations reported; "all" for every trial)
-    metric: str = "eer"              # eer | min_dcf | roc_auc
+    metric: str = field(default="eer", metadata={"choices": CI_METRICS})  # metric to compare
     bootstrap: int = DEFAULT_RESAMPLES  # paired bootstrap replicates
     seed: int = 0                    # random seed of the bootstrap
+
+    def validate(self) -> "CompareSettings":
+        """Return self, or raise ValueError naming the option that cannot work."""
+        if self.bootstrap < 1:
+            raise ValueError(f"--bootstrap {self.bootstrap}: need at least 1 replicate")
+        return self
+
+
+@dataclass(frozen=True)
+class ComparePaths:
+    run_a: Path                      # first evaluated run folder
+    run_b: Path                      # second evaluated run folder (same evaluation images)
+    out: Path | None = None          # also write the comparison as JSON to this file
 
 
 def load_evaluation(run: Path, split: str | None) -> tuple[dict, dict[str, dict]]:
     """Return (metrics.json, {clip_id: scores row}) of a run's current evaluation; CompareError when missing."""
     folder = evaluation_dir(run)
     if folder is None or not (folder / METRICS_FILE).is_file():
-        raise CompareError(f"{run} has no evaluation: run `python -m classify.evaluate {run}` first")
+        raise CompareError(f"{run} has no evaluation: run `classify-evaluate {run}` first")
     metrics = json.loads((folder / METRICS_FILE).read_text())
     split = split or metrics["split"]
     path = folder / scores_csv_name(split)
@@ -109,23 +122,20 @@ def format_comparison(r: dict) -> str:
         f"  {verdict}"])
 
 
+def build_parser():
+    """Return the command line: ComparePaths and one option per CompareSettings field (spec2img.cli)."""
+    return build_cli("classify-compare", __doc__.split("\n\n")[0], [ComparePaths, CompareSettings],
+                     epilog=__doc__.split("\n\n", 1)[1])
+
+
 def parse_args(argv=None) -> tuple[Path, Path, Path | None, CompareSettings]:
     """Return (run A, run B, --out, settings) from the command line."""
-    d = CompareSettings
-    p = argparse.ArgumentParser(prog="python -m classify.compare", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_a", type=Path, help="first evaluated run folder")
-    p.add_argument("run_b", type=Path, help="second evaluated run folder (same evaluation images)")
-    p.add_argument("--split", default=d.split, help="evaluated split (default: the one of run A's evaluation)")
-    p.add_argument("--subset", default=d.subset, help="key subset, or all (default: the evaluations' own)")
-    p.add_argument("--metric", default=d.metric, choices=CI_METRICS, help=f"metric to compare (default {d.metric})")
-    p.add_argument("--bootstrap", type=int, default=d.bootstrap, help=f"replicates (default {d.bootstrap})")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed of the bootstrap")
-    p.add_argument("--out", type=Path, default=None, help="also write the comparison as JSON to this file")
-    a = p.parse_args(argv)
-    if a.bootstrap < 1:
-        p.error(f"--bootstrap {a.bootstrap}: need at least 1 replicate")
-    return a.run_a, a.run_b, a.out, CompareSettings(a.split, a.subset, a.metric, a.bootstrap, a.seed)
+    parser = build_parser()
+    paths, cfg = parse_settings(parser, argv, ComparePaths, CompareSettings)
+    try:
+        return paths.run_a, paths.run_b, paths.out, cfg.validate()
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def main(argv=None) -> int:
@@ -134,7 +144,7 @@ def main(argv=None) -> int:
     try:
         result = compare(run_a, run_b, cfg)
     except (CompareError, ValueError) as e:
-        print(f"classify.compare: error: {e}", file=sys.stderr)
+        print(f"classify-compare: error: {e}", file=sys.stderr)
         return 2
     print(format_comparison(result))
     if out is not None:

@@ -83,7 +83,7 @@ def index_split(images: Path, split: str) -> ImageIndex:
     folder = images / split
     if not folder.is_dir():
         raise ImagesError(f"{folder} not found: images/ needs {split}/{{{','.join(LABELS)}}}/ folders of PNGs "
-                          f"(convert with `python -m spec2img SRC --out {images}`)")
+                          f"(convert with `spec2img SRC --out {images}`)")
     index = ImageIndex(split)
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         if sub.name not in LABELS:
@@ -129,7 +129,7 @@ def check_headers(index: ImageIndex, shape: tuple[int, int], log=print) -> Image
         raise ImagesError(f"{len(wrong)} image(s) in {index.split}/ disagree with spec.json, which gives "
                           f"{shape[0]}x{shape[1]} (height x width): " + "; ".join(wrong[:5])
                           + (" ..." if len(wrong) > 5 else "")
-                          + ". Reconvert them with the same settings (python -m spec2img ... --out images).")
+                          + ". Reconvert them with the same settings (spec2img ... --out images).")
     if broken:
         log(f"{broken} unreadable image(s) skipped in {index.split}/")
     return keep
@@ -141,7 +141,7 @@ def scan_images(images, log=print) -> tuple[SpecConfig, dict, dict[str, ImageInd
     images = Path(images)
     if not images.is_dir():
         raise ImagesError(f"images folder {images} not found: convert audio first "
-                          f"(`make images` or `python -m spec2img SRC --out {images}`)")
+                          f"(`make images` or `spec2img SRC --out {images}`)")
     spec = load_spec(images)  # FileNotFoundError naming spec.json and what to run
     spec_dict = json.loads((images / SPEC_FILE).read_text())
     found = {}

@@ -118,12 +118,6 @@ def broadcast_from_main(obj):
     return box[0]
 
 
-def barrier():
-    """Wait until every process gets here (no-op in a single process)."""
-    if is_distributed():
-        torch.distributed.barrier()
-
-
 class ShardedDL(DistributedDL):
     """fastai's `DistributedDL` (rank 0's epoch order, split evenly across ranks, padded by repeating
     items; gathered outputs unpadded), broadcasting over the group's own backend: fastai's sends a

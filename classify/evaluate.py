@@ -1,4 +1,4 @@
-"""Evaluate trained runs: `python -m classify.evaluate RUN [RUN ...] [--split test] [--rule eer]`.
+"""Evaluate trained runs: `classify-evaluate RUN [RUN ...] [--split test] [--rule eer]`.
 
 For each run: score the val split and the evaluated split with the run's model, choose the decision
 threshold and fit the score -> LLR calibration on val only, apply both unchanged to the evaluated split,
@@ -12,12 +12,12 @@ page (classify.report), pictures (classify.plots), files (classify.scorefiles, c
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from spec2img.cli import build_parser as build_cli, parse_settings
 from spec2img.fileio import EXIT_WRITE_FAILED, OutputWriteError, check_writable_folder, write_atomic, write_json
 
 from . import plots as P
@@ -28,7 +28,7 @@ from .metrics import log_odds_to_llr, predict_labels
 from .outputset import output_set
 from .report import render_report, top_loss_clips
 from .results import aggregate, build_result, select_subset
-from .runfolder import CALIBRATION_FILE, EVALUATION_LINK, METRICS_FILE, REPORT_FILE
+from .runfolder import CALIBRATION_FILE, EVALUATION_LINK, METRICS_FILE, REPORT_FILE, RunFolderError, check_run
 from .scorefiles import write_score_files
 from .scoring import EvaluationError, LoadedRun, SplitScores, list_splits, load_run, score_splits
 from .tables import format_aggregate, format_table, report_summary
@@ -41,7 +41,7 @@ __all__ = ["EvalSettings", "EvaluationError", "evaluate_run", "main"]
 class EvalSettings:
     split: str = "test"              # split to evaluate; the threshold and calibration always come from val
     subset: str = "eval"             # key subset the metrics cover (ASVspoof 2021: eval | progress | hidden_track | all)
-    rule: str = "eer"                # threshold rule on val: eer | f1 | balanced_accuracy | far
+    rule: str = field(default="eer", metadata={"choices": RULES})  # threshold rule on val
     target_far: float | None = None  # rule far: largest share of val spoofs accepted as bona fide, e.g. 0.01
     asv_scores: Path | None = None   # organizers' ASV score file for min t-DCF (default: found beside the dataset)
     images: Path | None = None       # images folder to evaluate (default: the one in the run's config.json)
@@ -55,8 +55,12 @@ class EvalSettings:
     shortcut_margin: float = 0.05    # shortcut audit: flag a cue within this many EER points (0.05 = 5) of the model
 
     def validate(self) -> "EvalSettings":
-        """Return self, or raise ValueError naming the setting that cannot work."""
+        """Return self, or raise ValueError naming the option that cannot work."""
         from .devices import check_device_name
+        if self.rule == "far" and self.target_far is None:
+            raise ValueError("--rule far needs --target-far, e.g. --target-far 0.01")
+        if self.bootstrap < 0:
+            raise ValueError(f"--bootstrap {self.bootstrap}: must be 0 (no intervals) or more")
         problems = [f"--{name.replace('_', '-')} {value} must be {rule}" for name, value, rule, ok in (
             ("bs", self.bs, ">= 1", self.bs >= 1), ("top_k", self.top_k, ">= 0", self.top_k >= 0),
             ("audio_seconds", self.audio_seconds, "> 0", 0 < self.audio_seconds < float("inf")),
@@ -69,6 +73,12 @@ class EvalSettings:
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+@dataclass(frozen=True)
+class EvalRuns:
+    runs: list[Path]   # run folder(s), e.g. runs/latest; several (e.g. seeds) are also aggregated, and
+                       # incomplete ones among them are skipped with a notice
 
 
 def tune_threshold(val: SplitScores, cfg: EvalSettings, folder: Path, notes: list[str], log=print) -> dict:
@@ -166,45 +176,37 @@ def write_aggregate(results: list[dict], runs: list[Path]) -> tuple[Path, dict]:
     return out, doc
 
 
+def build_parser():
+    """Return the command line: the run folders and one option per EvalSettings field (spec2img.cli)."""
+    return build_cli("classify-evaluate", __doc__.split("\n")[0], [EvalRuns, EvalSettings])
+
+
 def parse_args(argv=None) -> tuple[list[Path], EvalSettings]:
-    """Return (run folders, settings) from the command line."""
-    d = EvalSettings
-    p = argparse.ArgumentParser(prog="python -m classify.evaluate", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", type=Path, help="run folder(s), e.g. runs/latest; several = seeds to aggregate")
-    p.add_argument("--split", default=d.split, help=f"split of the images folder to evaluate (default {d.split})")
-    p.add_argument("--subset", default=d.subset,
-                   help=f"key subset the metrics cover where the key has subsets (ASVspoof 2021: eval, progress, "
-                        f"hidden_track, or all; default {d.subset})")
-    p.add_argument("--rule", default=d.rule, choices=RULES, help=f"how the threshold is chosen on val (default {d.rule})")
-    p.add_argument("--target-far", type=float, default=d.target_far,
-                   help="rule far: largest share of val spoofs accepted as bona fide, e.g. 0.01")
-    p.add_argument("--asv-scores", type=Path, default=d.asv_scores,
-                   help="organizers' ASV score file (<source> <target|nontarget|spoof> <score>) for min t-DCF")
-    p.add_argument("--images", type=Path, default=d.images, help="images folder (default: the run's training images)")
-    p.add_argument("--bs", type=int, default=d.bs, help="images per inference batch")
-    p.add_argument("--top-k", type=int, default=d.top_k, help="top-loss clips shown in the report")
-    p.add_argument("--audio-seconds", type=float, default=d.audio_seconds, help="seconds of each top-loss clip")
-    p.add_argument("--device", default=d.device, help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--bootstrap", type=int, default=d.bootstrap,
-                   help=f"bootstrap replicates of the 95 %% intervals (default {d.bootstrap}; 0 = none)")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed of the bootstrap")
-    p.add_argument("--shortcut-strong-eer", type=float, default=d.shortcut_strong_eer,
-                   help=f"shortcut audit: flag a cue whose EER alone is at most this (default {d.shortcut_strong_eer})")
-    p.add_argument("--shortcut-margin", type=float, default=d.shortcut_margin,
-                   help=f"shortcut audit: flag a cue within this EER distance of the model (default {d.shortcut_margin})")
-    a = p.parse_args(argv)
-    if a.rule == "far" and a.target_far is None:
-        p.error("--rule far needs --target-far, e.g. --target-far 0.01")
-    if a.bootstrap < 0:
-        p.error(f"--bootstrap {a.bootstrap}: must be 0 (no intervals) or more")
-    runs = a.__dict__.pop("runs")
-    cfg = EvalSettings(**vars(a))
+    """Return (run folders, settings) from the command line (exit status 2 with a message when unusable)."""
+    parser = build_parser()
+    runs, cfg = parse_settings(parser, argv, EvalRuns, EvalSettings)
     try:
-        cfg.validate()
-    except ValueError as e:
-        p.error(str(e))
-    return runs, cfg
+        return runs.runs, cfg.validate()
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def usable_runs(runs: list[Path], log=print) -> list[Path]:
+    """Return the runs that runfolder.check_run accepts; with several runs the others are skipped with a
+    notice, a single unusable run raises RunFolderError."""
+    if len(runs) == 1:
+        check_run(runs[0])
+        return list(runs)
+    usable = []
+    for run in runs:
+        try:
+            check_run(run)
+            usable.append(run)
+        except RunFolderError as error:
+            log(f"skipped {run}: {error}")
+    if not usable:
+        raise RunFolderError(f"none of the {len(runs)} runs can be evaluated (see the messages above)")
+    return usable
 
 
 def main(argv=None) -> int:
@@ -212,6 +214,7 @@ def main(argv=None) -> int:
     runs, cfg = parse_args(argv)
     results = []
     try:
+        runs = usable_runs(runs, log=lambda message: print(f"classify-evaluate: {message}", file=sys.stderr))
         for run in runs:
             if Path(run).is_dir():
                 check_writable_folder(run)  # a read-only run folder stops here, not after scoring
@@ -223,12 +226,12 @@ def main(argv=None) -> int:
             path, doc = write_aggregate(results, runs)
             print(format_aggregate(doc))
             print(f"aggregate: {path}")
-    except EvaluationError as e:
-        print(f"classify.evaluate: error: {e}", file=sys.stderr)
+    except (EvaluationError, RunFolderError) as e:
+        print(f"classify-evaluate: error: {e}", file=sys.stderr)
         return 2
     except OutputWriteError as e:
         done = f" ({len(results)} of {len(runs)} runs evaluated)" if len(runs) > 1 else ""
-        print(f"classify.evaluate: error: evaluation stopped{done}: {e}\n  {e.advice}, then run the same "
+        print(f"classify-evaluate: error: evaluation stopped{done}: {e}\n  {e.advice}, then run the same "
               f"command again (the previous evaluation stays in place: a new one is published whole)",
               file=sys.stderr)
         return EXIT_WRITE_FAILED

@@ -20,10 +20,9 @@ from torch import nn
 
 from classify.archs import build_model
 from classify.devices import autocast, autocast_dtype, float32_final_layer
+from classify.runfolder import MODEL_JSON, MODEL_WEIGHTS, TRAIN_HINT, RunFolderError, check_run
 from spec2img.fileio import atomic_path, write_json
 
-MODEL_WEIGHTS = "model.safetensors"
-MODEL_JSON = "model.json"
 FORMAT_VERSION = 1
 SPOOF_INDEX = 1  # spec2img.rows.LABELS = ("bonafide", "spoof")
 
@@ -43,38 +42,29 @@ def save_model(run_dir, model: nn.Module, description: dict) -> Path:
 
 
 def read_description(run_dir) -> dict:
-    """Return run_dir/model.json as a dict; FileNotFoundError says the run folder lacks it."""
-    run_dir = Path(run_dir)
-    path = run_dir / MODEL_JSON
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no {MODEL_JSON}: it is not a finished training run "
-                                f"(train first: `python -m classify.train --images images --out runs`)")
+    """Return run_dir/model.json as a dict; RunFolderError when it is missing, unreadable or of another version."""
+    path = Path(run_dir) / MODEL_JSON
     try:
-        description = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError: name the file
-        raise ValueError(f"{path} is not valid JSON ({error}): the run folder is damaged; train again") from None
-    if not isinstance(description, dict):
-        raise ValueError(f"{path} holds no JSON object: the run folder is damaged; train again")
-    if description.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {description.get('format_version')!r}; "
-                         f"this code reads version {FORMAT_VERSION}")
+        description = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunFolderError(f"{run_dir} has no {MODEL_JSON}: it holds no trained model ({TRAIN_HINT})") from None
+    except (OSError, ValueError) as error:
+        raise RunFolderError(f"cannot read {path}: {error}") from None
+    if not isinstance(description, dict) or description.get("format_version") != FORMAT_VERSION:
+        version = description.get("format_version") if isinstance(description, dict) else None
+        raise RunFolderError(f"{path} has format_version {version!r}; this code reads version {FORMAT_VERSION}")
     return description
 
 
 def load_model(run_dir, device="cpu") -> tuple[nn.Module, dict]:
-    """Return (module in eval mode on `device`, model.json dict) from a run folder, without unpickling."""
+    """Return (module in eval mode on `device`, model.json dict) from a complete run folder (runfolder.check_run),
+    without unpickling."""
     from safetensors.torch import load_file
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run folder {run_dir} does not exist "
-                                f"(train first: `python -m classify.train --images images --out runs`)")
+    check_run(run_dir)
     description = read_description(run_dir)
-    weights = run_dir / MODEL_WEIGHTS
-    if not weights.is_file():
-        raise FileNotFoundError(f"{run_dir} has no {MODEL_WEIGHTS}: the training run did not finish "
-                                f"(train first: `python -m classify.train --images images --out runs`)")
     model = build_model(description["builder"], pretrained=False)
-    model.load_state_dict(load_file(str(weights)), strict=True)
+    model.load_state_dict(load_file(str(run_dir / MODEL_WEIGHTS)), strict=True)
     model = model.to(torch.device(device), memory_format=torch.channels_last)  # faster convs on CPU and GPU
     return model.eval(), description
 

@@ -143,13 +143,14 @@ def plot_score_histograms(scores, labels, score_threshold: float, path: Path, ti
 
 def plot_training_curves(run_dir: Path, path: Path) -> Path | None:
     """Return the run's own curves.png, else `path` redrawn from history.csv; None when it has neither."""
+    from .runfolder import CURVES, HISTORY
     run_dir = Path(run_dir)
-    if (run_dir / "curves.png").is_file():
-        return run_dir / "curves.png"
-    if not (run_dir / "history.csv").is_file():
+    if (run_dir / CURVES).is_file():
+        return run_dir / CURVES
+    if not (run_dir / HISTORY).is_file():
         return None
     import pandas as pd
-    h = pd.read_csv(run_dir / "history.csv")
+    h = pd.read_csv(run_dir / HISTORY)
     h = h.apply(pd.to_numeric, errors="coerce")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
     for col in ("train_loss", "valid_loss"):
@@ -193,35 +194,39 @@ def draw_evaluation(folder: Path, run_dir: Path, split: str, labels, spoof_prob,
                     top_images: list[np.ndarray], top_captions: list[str], notes: list[str]) -> dict[str, Path]:
     """Draw every plot of an evaluated split into `folder` (an output set); return {PLOT_TITLES key: path}.
     A plot that needs both classes is left out, with a note, when the split has one."""
+    from .runfolder import plot_png
     from .thresholds import prob_to_score_threshold
     folder, y, score = Path(folder), np.asarray(labels), np.asarray(score, dtype=np.float64)
+
+    def png(name: str) -> Path:
+        return folder / plot_png(name, split)
     out = {"confusion_matrix": plot_confusion_matrix(y, (np.asarray(spoof_prob) >= tuned).astype(int),
-                                                     folder / f"confusion_matrix-{split}.png",
+                                                     png("confusion_matrix"),
                                                      f"{split}: spoof_prob >= {tuned:.4g} (tuned on val)"),
-           "top_losses": plot_top_losses(top_images, top_captions, folder / f"top_losses-{split}.png",
+           "top_losses": plot_top_losses(top_images, top_captions, png("top_losses"),
                                          f"{split}: the {len(top_images)} clips with the largest loss")}
     counts = result["counts"][split]
     if counts["bonafide"] and counts["spoof"]:
         m = result["metrics"]
-        out["roc"] = plot_roc(y, -score, m["roc_auc"]["value"], folder / f"roc-{split}.png", f"ROC ({split})")
-        out["det"] = plot_det(score[y == BONAFIDE], score[y == SPOOF], m["eer"]["value"], folder / f"det-{split}.png",
+        out["roc"] = plot_roc(y, -score, m["roc_auc"]["value"], png("roc"), f"ROC ({split})")
+        out["det"] = plot_det(score[y == BONAFIDE], score[y == SPOOF], m["eer"]["value"], png("det"),
                               f"DET ({split})")
-        out["precision_recall"] = plot_precision_recall(y, -score, folder / f"precision_recall-{split}.png",
+        out["precision_recall"] = plot_precision_recall(y, -score, png("precision_recall"),
                                                         f"precision-recall ({split})")
         rel = result["reliability"]
         out["reliability"] = plot_reliability(
             {"raw score (uncalibrated)": rel["raw"], "calibrated on val": rel["calibrated"]},
-            folder / f"reliability-{split}.png", f"reliability ({split})")
+            png("reliability"), f"reliability ({split})")
     else:
         notes.append(f"the {split} split has one class only ({counts}): no ROC, DET, precision-recall or "
                      f"reliability plot")
     out["score_histogram"] = plot_score_histograms(score, y, prob_to_score_threshold(tuned),
-                                                   folder / f"score_histogram-{split}.png", f"scores ({split})")
-    out["training_curves"] = plot_training_curves(run_dir, folder / "training_curves.png")
+                                                   png("score_histogram"), f"scores ({split})")
+    out["training_curves"] = plot_training_curves(run_dir, folder / plot_png("training_curves"))
     for key, table, what in (("per_attack_eer", "per_attack", "attack system"),
                              ("per_condition_eer", "per_condition", "condition"),
                              ("per_family_eer", "per_family", "attack family")):
         if result[table]:
-            out[key] = plot_group_eer(result[table], folder / f"{key}-{split}.png",
+            out[key] = plot_group_eer(result[table], png(key),
                                       f"{PLOT_TITLES[key]} ({split})", what)
     return {k: v for k, v in out.items() if v is not None}

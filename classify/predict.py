@@ -1,7 +1,7 @@
 """Score new audio files with a trained run: spoof probability, ASVspoof score and label per file.
 
-    python -m classify.predict --run runs/latest AUDIO_OR_FOLDER... [--out scores.csv] [--format csv|json]
-                               [--bs 64] [--hop 0.5] [--prior 0.5] [--device cpu|cuda] [--trust-pickle] [--no-progress]
+    classify-predict --run runs/latest AUDIO_OR_FOLDER... [--out scores.csv] [--format csv|json]
+                     [--bs 64] [--hop 0.5] [--prior 0.5] [--device cpu|cuda] [--trust-pickle] [--no-progress]
 
 Every file goes through the run's own front end: the spectrogram settings saved in the run's
 `model.json` ("spec") and `spec2img.features.clip_to_image`, the function that made the training
@@ -33,8 +33,8 @@ Output columns (one row per file, in input order; folders are walked recursively
 Exit status:
   0  every file was scored
   1  some files failed (their rows say why); the others were scored
-  2  usage error, unusable run folder (missing model.json / model.safetensors, pickle-only run
-     without --trust-pickle), or no audio file found
+  2  usage error, unusable run folder (incomplete: training killed or failed; missing model.json /
+     model.safetensors; pickle-only run without --trust-pickle), or no audio file found
   3  every file failed
   4  the output could not be written (disk full, read-only folder, no permission)
   130 interrupted (Ctrl-C)
@@ -46,25 +46,27 @@ you made yourself or got from someone you trust.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Literal
 
 import numpy as np
 
+from classify import model_io, runfolder
 from classify.calibration import (DEFAULT_PRIOR_SPOOF, Calibration, CalibrationError, posterior_spoof,
                                   read_calibration, training_prior, uncalibrated)
 from classify.model_io import bonafide_score, spoof_probability
 from classify.devices import check_device_name
-from classify.runfolder import CALIBRATION_FILE, THRESHOLDS_FILE, evaluation_dir
+from classify.runfolder import CALIBRATION_FILE, THRESHOLDS_FILE, RunFolderError, evaluation_dir
+from classify.thresholds import read_thresholds
 from spec2img.fileio import EXIT_WRITE_FAILED, OutputWriteError, check_writable_folder, write_atomic
 from spec2img.audio import AUDIO_EXTENSIONS, AudioError, load_audio, probe_audio
+from spec2img.cli import build_parser as build_cli, parse_settings
 from spec2img.config import SpecConfig
 from spec2img.features import SilentClipError, clip_to_image
 from spec2img.progress import progress as progress_bar
@@ -73,14 +75,6 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ALL_FAILED = 0, 1, 2, 3
 WHOLE_FILE_SECONDS = 600.0   # files up to this long are decoded in one piece
 CHUNK_SECONDS = 300.0        # longer files are decoded this many seconds (plus one window) at a time
 DEFAULT_THRESHOLD = 0.5      # spoof_prob threshold when the run has no thresholds.json
-PICKLE_WARNING = (
-    "export.pkl is a Python pickle: loading it executes whatever code the file contains, so a tampered "
-    "or downloaded run can run any command as you. Only use --trust-pickle for runs you made yourself "
-    "or got from someone you trust.")
-
-
-class RunFolderError(Exception):
-    """The run folder cannot be used for prediction; str() says which file is missing and what to do."""
 
 
 @dataclass
@@ -268,54 +262,42 @@ def _queued(batcher: _Batcher, index: int) -> bool:
 # ---------------------------------------------------------------- loading the run
 
 def read_threshold(folder: Path | None) -> tuple[float | None, str]:
-    """Return (spoof_prob threshold, where it came from) from the evaluation set's thresholds.json, or (None, why
-    not); `folder` is runfolder.evaluation_dir(run), resolved once for thresholds and calibration together."""
+    """Return (spoof_prob threshold, where it came from) from the evaluation set's thresholds.json (read by
+    classify.thresholds), or (None, why not); `folder` is runfolder.evaluation_dir(run), resolved once for
+    thresholds and calibration together."""
     if folder is None:
         return None, "the run has not been evaluated"
     path = Path(folder) / THRESHOLDS_FILE
-    if not path.is_file():
-        return None, f"{path} not found"
     try:
-        data = json.loads(path.read_text())
+        data = read_thresholds(folder)
+        if data is None:
+            return None, f"{path} not found"
         value = float(data["spoof_prob_threshold"])
-    except (ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError) as error:
         return None, f"{path} has no usable spoof_prob_threshold ({error})"
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         return None, f"{path}: spoof_prob_threshold={value} is not a probability"
-    rule = data.get("rule", "?") if isinstance(data, dict) else "?"
-    return value, f"{path} (rule {rule}, tuned on {data.get('split', '?')})"
+    return value, f"{path} (rule {data.get('rule', '?')}, tuned on {data.get('split', '?')})"
 
 
 def load_predictor(run_dir: Path, device: str | None = None, bs: int = 64, trust_pickle: bool = False,
                    log: Callable[[str], None] = print) -> Predictor:
-    """Return a Predictor for the run: safetensors + model.json, or export.pkl only with trust_pickle.
-
-    Raises RunFolderError naming the missing file and what to do."""
+    """Return a Predictor for a complete run (runfolder.check_run): safetensors + model.json, or export.pkl
+    only with trust_pickle. Raises RunFolderError naming what is missing and what to do."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunFolderError(f"run folder {run_dir} not found (train one with `make train`, or pass "
-                             f"--run runs/<arch>-<time>)")
+    model_file = runfolder.check_run(run_dir, allow_pickle=trust_pickle)
     from classify.devices import default_device
     device = str(default_device(device))
-    weights, description_file, pickle_file = (run_dir / n for n in ("model.safetensors", "model.json", "export.pkl"))
-    if weights.is_file() and description_file.is_file():
-        predictor = _safetensors_predictor(run_dir, device, bs)
-    elif not weights.is_file() and pickle_file.is_file():
-        if not trust_pickle:
-            raise RunFolderError(
-                f"{weights} not found: this run only has {pickle_file.name}, which is refused. {PICKLE_WARNING} "
-                f"Rerun with --trust-pickle to load it anyway, or retrain to get model.safetensors + model.json.")
-        log(f"WARNING (--trust-pickle): {PICKLE_WARNING}")
+    if model_file == runfolder.EXPORT:
+        log(f"WARNING (--trust-pickle): {runfolder.PICKLE_WARNING}")
         predictor = _pickle_predictor(run_dir, device, bs)
     else:
-        missing = [p.name for p in (description_file, weights) if not p.is_file()]
-        raise RunFolderError(f"{run_dir} is missing {' and '.join(missing)}: it is not a complete training run "
-                             f"(classify.train writes model.safetensors and model.json; was training interrupted?)")
+        predictor = _safetensors_predictor(run_dir, device, bs)
     folder = evaluation_dir(run_dir)                   # resolved once: threshold and calibration of one set
     threshold, source = read_threshold(folder)
     if threshold is None:
         log(f"notice: no tuned threshold ({source}); labelling spoof when spoof_prob >= {DEFAULT_THRESHOLD}. "
-            f"Run `python -m classify.evaluate {run_dir}` to tune one on the validation split.")
+            f"Run `classify-evaluate {run_dir}` to tune one on the validation split.")
         threshold, source = DEFAULT_THRESHOLD, "the default (no tuned threshold)"
     predictor.threshold, predictor.threshold_source = threshold, source
     predictor.calibration = _calibration(run_dir, folder, log)
@@ -332,19 +314,20 @@ def _calibration(run_dir: Path, folder: Path | None, log: Callable[[str], None])
         return found
     config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
     prior, _ = training_prior(config)
-    log(f"notice: no calibration.json (run `python -m classify.evaluate {run_dir}` to fit one on val): the llr "
+    log(f"notice: no calibration.json (run `classify-evaluate {run_dir}` to fit one on val): the llr "
         f"column is the uncalibrated score - log({prior:g}/{1 - prior:g}) and spoof_posterior relies on it")
     return uncalibrated(prior)
 
 
 def _safetensors_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
-    from classify import model_io
     try:
         model, description = model_io.load_model(run_dir, device=device)
-    except Exception as error:    # unreadable JSON or weights, unknown builder, unusable device: all stop here
+    except RunFolderError:
+        raise
+    except Exception as error:    # unreadable weights, unknown builder, unusable device: all stop here
         raise RunFolderError(f"cannot load the model in {run_dir} ({type(error).__name__}: "
                              f"{str(error).strip()[:300]})") from None
-    spec = _spec_from(description.get("spec"), run_dir / "model.json")
+    spec = _spec_from(description.get("spec"), run_dir / runfolder.MODEL_JSON)
 
     def logits(images: np.ndarray) -> np.ndarray:
         return model_io.predict_logits(model, images, description, device=device, bs=bs)
@@ -356,17 +339,17 @@ def _pickle_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
     the same preprocessing as every other run (model_io.predict_logits)."""
     from fastai.learner import load_learner
     from torch import nn
-    from classify import model_io
     description = _pickle_description(run_dir)
-    spec = _spec_from(description.get("spec"), run_dir / "model.json")
+    spec = _spec_from(description.get("spec"), run_dir / runfolder.MODEL_JSON)
+    pickle_file = run_dir / runfolder.EXPORT
     try:
-        learn = load_learner(run_dir / "export.pkl", cpu=device == "cpu")
+        learn = load_learner(pickle_file, cpu=device == "cpu")
         model = learn.model
     except Exception as error:
-        raise RunFolderError(f"cannot load {run_dir / 'export.pkl'} as a fastai Learner "
+        raise RunFolderError(f"cannot load {pickle_file} as a fastai Learner "
                              f"({type(error).__name__}: {str(error).strip()[:200]})") from None
     if not isinstance(model, nn.Module):
-        raise RunFolderError(f"{run_dir / 'export.pkl'} holds no fastai Learner with a model")
+        raise RunFolderError(f"{pickle_file} holds no fastai Learner with a model")
     model = model.to(device).eval()
 
     def logits(images: np.ndarray) -> np.ndarray:
@@ -376,15 +359,14 @@ def _pickle_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
 
 def _pickle_description(run_dir: Path) -> dict:
     """Return model.json's dict, or one rebuilt from config.json (spec, input size, ImageNet statistics)."""
-    if (run_dir / "model.json").is_file():
-        return json.loads((run_dir / "model.json").read_text())
-    config_file = run_dir / "config.json"
-    if not config_file.is_file():
-        raise RunFolderError(f"{run_dir} has export.pkl but neither model.json nor config.json, so the "
-                             f"spectrogram settings it was trained with are unknown")
+    if (run_dir / runfolder.MODEL_JSON).is_file():
+        return model_io.read_description(run_dir)
+    config = runfolder.read_config(run_dir)
+    if not config:
+        raise RunFolderError(f"{run_dir} has {runfolder.EXPORT} but neither {runfolder.MODEL_JSON} nor "
+                             f"{runfolder.CONFIG}, so the spectrogram settings it was trained with are unknown")
     from classify.archs import IMAGENET_MEAN, IMAGENET_STD
-    config = json.loads(config_file.read_text())
-    spec = _spec_from(config.get("spec"), config_file)
+    spec = _spec_from(config.get("spec"), run_dir / runfolder.CONFIG)
     height, width = (config.get("data") or {}).get("input_shape") or spec.image_shape
     return {"arch": (config.get("settings") or {}).get("arch", "?"), "spec": config["spec"],
             "input": {"height": int(height), "width": int(width), "channels": 3},
@@ -447,52 +429,57 @@ def exit_code(rows: list[PredictionRow]) -> int:
 
 # ---------------------------------------------------------------- command line
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+@dataclass(frozen=True)
+class PredictSettings:
+    inputs: list[Path] = field(metadata={"metavar": "AUDIO_OR_FOLDER"})  # audio files and/or folders (walked
+                                                                         # recursively for audio files)
+    run: Path = Path("runs/latest")  # training run folder with model.safetensors + model.json
+    out: Path | None = None          # write the results here (atomically) and print a table; without it the
+                                     # results go to stdout
+    format: Literal["csv", "json"] | None = None  # format of --out (default: from its extension, else csv);
+                                                  # without --out, print this format to stdout instead of the table
+    bs: int = 64                     # window images per model batch
+    hop: float = 0.5                 # hop between windows of a long clip, as a fraction of the window (0 < hop <= 1)
+    device: str | None = None        # torch device (default: cuda when available, else cpu)
+    trust_pickle: bool = False       # allow loading a run that only has fastai's export.pkl (pickle runs code:
+                                     # only for runs you trust)
+    prior: float = DEFAULT_PRIOR_SPOOF  # prior probability that a file is spoof, for the spoof_posterior column
+                                        # (0.5: equal odds; e.g. 0.05 where spoofs are rare)
+    progress: bool = True            # progress bar on stderr
+
+    def validate(self) -> "PredictSettings":
+        """Return self, or raise ValueError naming the option that cannot work."""
+        if not 0 < self.prior < 1:
+            raise ValueError(f"--prior {self.prior}: must be strictly between 0 and 1 (a probability of spoof)")
+        if not 0 < self.hop <= 1:
+            raise ValueError(f"--hop {self.hop}: must be in (0, 1], a fraction of the window")
+        if self.bs < 1:
+            raise ValueError(f"--bs {self.bs}: must be at least 1")
+        if self.out is not None and self.out.is_dir():
+            raise ValueError(f"--out {self.out} is a folder: give a file name such as {self.out / 'scores.csv'}")
+        check_device_name(self.device)
+        return self
+
+
+def build_parser():
+    """Return the command line: one option per PredictSettings field (spec2img.cli)."""
     doc = __doc__ or ""
-    parser = argparse.ArgumentParser(
-        prog="python -m classify.predict", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=doc.split("\n\n")[0],
-        epilog="Output columns" + doc.split("Output columns", 1)[1].split("Security:")[0]
-        + "Security:" + doc.split("Security:")[1])
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="AUDIO_OR_FOLDER",
-                        help="audio files and/or folders (walked recursively for " + " ".join(AUDIO_EXTENSIONS) + ")")
-    parser.add_argument("--run", type=Path, default=Path("runs/latest"),
-                        help="training run folder with model.safetensors + model.json (default: runs/latest)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="write the results here (atomically) and print a table; without it the "
-                             "results go to stdout")
-    parser.add_argument("--format", choices=("csv", "json"), default=None,
-                        help="format of --out (default: from its extension, else csv); without --out, "
-                             "print this format to stdout instead of the table")
-    parser.add_argument("--bs", type=int, default=64, help="window images per model batch (default 64)")
-    parser.add_argument("--hop", type=float, default=0.5,
-                        help="hop between windows of a long clip, as a fraction of the window (0 < hop <= 1; "
-                             "default 0.5)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    parser.add_argument("--trust-pickle", action="store_true",
-                        help="allow loading a run that only has fastai's export.pkl (pickle runs code: "
-                             "only for runs you trust)")
-    parser.add_argument("--prior", type=float, default=DEFAULT_PRIOR_SPOOF,
-                        help=f"prior probability that a file is spoof, for the spoof_posterior column (default "
-                             f"{DEFAULT_PRIOR_SPOOF}: equal odds; e.g. 0.05 where spoofs are rare)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    args = parser.parse_args(argv)
-    if not 0 < args.prior < 1:
-        parser.error(f"--prior {args.prior}: must be strictly between 0 and 1 (a probability of spoof)")
-    if not 0 < args.hop <= 1:
-        parser.error(f"--hop {args.hop}: must be in (0, 1], a fraction of the window")
-    if args.bs < 1:
-        parser.error(f"--bs {args.bs}: must be at least 1")
+    return build_cli("classify-predict", doc.split("\n\n")[0], [PredictSettings],
+                     epilog="Output columns" + doc.split("Output columns", 1)[1].split("Security:")[0]
+                     + "Security:" + doc.split("Security:")[1])
+
+
+def parse_args(argv: list[str] | None = None) -> PredictSettings:
+    """Return the validated settings of the command line (exit status 2 with a message when they cannot work)."""
+    parser = build_parser()
+    settings, = parse_settings(parser, argv, PredictSettings)
     try:
-        check_device_name(args.device)
+        return settings.validate()
     except ValueError as error:
         parser.error(str(error))
-    if args.out is not None and args.out.is_dir():
-        parser.error(f"--out {args.out} is a folder: give a file name such as {args.out / 'scores.csv'}")
-    return args
 
 
-def _emit(rows: list[PredictionRow], predictor: Predictor, args: argparse.Namespace) -> None:
+def _emit(rows: list[PredictionRow], predictor: Predictor, args: PredictSettings) -> None:
     fmt = args.format or ("json" if args.out is not None and args.out.suffix.lower() == ".json" else "csv")
     text = rows_to_json(rows, predictor, args.run) if fmt == "json" else rows_to_csv(rows)
     if args.out is not None:
@@ -520,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         predictor.prior = args.prior
         log(f"run {args.run} ({predictor.arch}); threshold spoof_prob >= {predictor.threshold:.4g} from "
             f"{predictor.threshold_source}; {len(files)} file(s)")
-        rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=not args.no_progress)
+        rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=args.progress)
         _emit(rows, predictor, args)
     except RunFolderError as error:
         print(f"error: {error}", file=sys.stderr)

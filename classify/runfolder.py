@@ -1,8 +1,15 @@
-"""The run folder runs/<arch>-<yyyymmdd-hhmmss>/: its creation, runs/latest, config.json, history, curves, log.
+"""The run folder runs/<arch>-<yyyymmdd-hhmmss>/: its file names, its completeness, and the one check of whether
+a run can be used; also its creation, runs/latest, config.json, history, curves and log.
 
-Only the process of rank 0 writes (fastai's `rank_distrib()`); in a multi-process launch the
-other ranks get `None` from `create_run_dir` and every writer here returns without writing.
-Every file is written to a temporary name and renamed, so an interrupted run leaves no half file.
+Contract: classify.train writes config.json, history.csv, curves.png, model.safetensors, model.json, export.pkl,
+train.log and, last of all, complete.json (COMPLETE); only then does it point runs/latest at the folder. A
+folder without complete.json is a training that was killed or failed: evaluation and prediction refuse it
+(`check_run`, RunFolderError) and runs/latest never points at it. classify.evaluate adds its output set
+(thresholds.json, calibration.json, metrics.json, report.html, the score files and plots) under evaluations/.
+
+Only the process of rank 0 writes (fastai's `rank_distrib()`); in a multi-process launch the other ranks get
+`None` from `create_run_dir` and every writer here returns without writing. Every file is written atomically
+(spec2img.fileio), so an interrupted run leaves no half file.
 """
 from __future__ import annotations
 
@@ -15,12 +22,24 @@ import sys
 import time
 from pathlib import Path
 
-from fastai.torch_core import rank_distrib
-
 from spec2img import fileio
 
+# ---------------------------------------------------------------- the files of a run folder
+MODEL_WEIGHTS = "model.safetensors"    # the weights (classify.model_io), loaded without unpickling
+MODEL_JSON = "model.json"              # how to rebuild the network, its input and the spectrogram settings
+CONFIG = "config.json"                 # every training setting, spec, versions, device, seed
+HISTORY = "history.csv"                # one row per epoch (HISTORY_COLUMNS)
+CURVES = "curves.png"                  # loss and validation EER per epoch
+EXPORT = "export.pkl"                  # fastai's Learner.export (a pickle: loaded only when trusted)
+TRAIN_LOG = "train.log"                # everything training printed
+COMPLETE = "complete.json"             # written last by classify.train: the run finished
+LATEST = "latest"                      # runs/latest: symlink to the newest complete run
 HISTORY_COLUMNS = ("epoch", "train_loss", "valid_loss", "accuracy", "roc_auc", "eer", "time")
-LATEST = "latest"
+TRAIN_HINT = "train one with `make train` or `classify-train --images images --out runs`"
+PICKLE_WARNING = (
+    "export.pkl is a Python pickle: loading it executes whatever code the file contains, so a tampered "
+    "or downloaded run can run any command as you. Only use --trust-pickle for runs you made yourself "
+    "or got from someone you trust.")
 
 # The evaluation's outputs form one set (classify.outputset): RUN/evaluations/<split>-<time>-<pid>/ holds them all,
 # and RUN/evaluation is a symlink to the current complete set, swapped in one step. Readers resolve it once
@@ -29,8 +48,8 @@ EVALUATION_LINK = "evaluation"
 EVALUATIONS_DIR = "evaluations"
 THRESHOLDS_FILE = "thresholds.json"     # decision threshold tuned on val (classify.thresholds)
 CALIBRATION_FILE = "calibration.json"   # score -> LLR map fitted on val (classify.calibration)
-METRICS_FILE = "metrics.json"
-REPORT_FILE = "report.html"
+METRICS_FILE = "metrics.json"           # every evaluation number with its formula
+REPORT_FILE = "report.html"             # the self-contained evaluation page
 SCORES_FILE = "scores.csv"              # a copy of scores-<evaluated split>.csv
 
 
@@ -54,6 +73,74 @@ def scores_asvspoof5_name(split: str) -> str:
     return f"scores-{split}-asvspoof5.tsv"
 
 
+def plot_png(name: str, split: str | None = None) -> str:
+    """Return the file of evaluation plot `name` (e.g. roc) for `split`: roc-test.png; training_curves.png
+    for a plot of the whole run (split None)."""
+    return f"{name}.png" if split is None else f"{name}-{split}.png"
+
+
+class RunFolderError(Exception):
+    """A run folder that cannot be used; str() names the folder, what is wrong and what to do."""
+
+
+def is_complete(run_dir) -> bool:
+    """Return True when classify.train finished the run (its complete.json exists)."""
+    return (Path(run_dir) / COMPLETE).is_file()
+
+
+def check_run(run_dir, allow_pickle: bool = False) -> str:
+    """Return the file the run's model loads from (MODEL_WEIGHTS, or EXPORT with `allow_pickle` when the run
+    has no weights file) when `run_dir` is a complete training run; RunFolderError otherwise. The one check
+    of whether a run is usable: evaluation, prediction and model_io.load_model all call it."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"run folder {run_dir} does not exist ({TRAIN_HINT})")
+    if not is_complete(run_dir):
+        newest = newest_complete_run(run_dir.resolve().parent)
+        raise RunFolderError(
+            f"{run_dir} is an incomplete run: its training was interrupted or failed before writing {COMPLETE} "
+            f"(see its {TRAIN_LOG}), so it is ignored. Train again"
+            + (f", or use the newest complete run, {newest}" if newest else f" ({TRAIN_HINT})"))
+    if (run_dir / MODEL_WEIGHTS).is_file() and (run_dir / MODEL_JSON).is_file():
+        return MODEL_WEIGHTS
+    if not (run_dir / MODEL_WEIGHTS).is_file() and (run_dir / EXPORT).is_file():
+        if allow_pickle:
+            return EXPORT
+        raise RunFolderError(
+            f"{run_dir / MODEL_WEIGHTS} not found: this run only has {EXPORT}, which is refused. {PICKLE_WARNING} "
+            f"Rerun with --trust-pickle to load it anyway, or retrain to get {MODEL_WEIGHTS} + {MODEL_JSON}.")
+    missing = " and ".join(n for n in (MODEL_JSON, MODEL_WEIGHTS) if not (run_dir / n).is_file())
+    raise RunFolderError(f"{run_dir} has no {missing}: it holds no trained weights; train again ({TRAIN_HINT})")
+
+
+def newest_complete_run(out) -> Path | None:
+    """Return the most recently completed run folder under `out`, or None."""
+    out = Path(out)
+    done = [p for p in out.iterdir() if p.is_dir() and not p.is_symlink() and is_complete(p)] if out.is_dir() else []
+    return max(done, key=lambda p: (p / COMPLETE).stat().st_mtime, default=None)
+
+
+def read_config(run_dir) -> dict:
+    """Return the run's config.json ({} when it has none); RunFolderError when it is unreadable."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise RunFolderError(f"cannot read {path}: {error}") from None
+
+
+def mark_complete(run_dir, **facts) -> Path | None:
+    """Write complete.json (the files present and `facts`), the last file of a finished training (rank 0 only)."""
+    if not is_main_process() or run_dir is None:
+        return None
+    run_dir = Path(run_dir)
+    files = sorted(p.name for p in run_dir.iterdir() if p.is_file() and not fileio.is_temporary(p.name))
+    path = run_dir / COMPLETE
+    write_json(path, {"finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, **facts})
+    return path
+
 def evaluation_dir(run_dir: Path) -> Path | None:
     """Return the folder of the run's current evaluation output set, resolved once (read every file of the set
     from it), or None before any evaluation. A run evaluated by an older version keeps its files at the top."""
@@ -67,6 +154,7 @@ def evaluation_dir(run_dir: Path) -> Path | None:
 
 def is_main_process() -> bool:
     """Return True in a single-process run and in the rank-0 process of a distributed one."""
+    from fastai.torch_core import rank_distrib   # here, so that reading a run folder does not import fastai
     return rank_distrib() == 0
 
 
@@ -78,7 +166,8 @@ def write_atomic(path: Path, text: str):
 
 def write_json(path: Path, obj: dict):
     """Write `obj` as indented JSON, atomically (rank 0 only)."""
-    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+    if is_main_process():
+        fileio.write_json(path, obj)
 
 
 def create_run_dir(out, arch: str, seed: int, now: float | None = None) -> Path | None:
@@ -154,7 +243,7 @@ def write_history(run_dir: Path, rows: list[dict]):
     writer = csv.DictWriter(buf, HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(Path(run_dir) / "history.csv", buf.getvalue())
+    write_atomic(Path(run_dir) / HISTORY, buf.getvalue())
 
 
 def plot_curves(run_dir: Path, rows: list[dict], best_epoch: int | None = None):
@@ -181,7 +270,7 @@ def plot_curves(run_dir: Path, rows: list[dict], best_epoch: int | None = None):
         ax.grid(alpha=0.3)
     fig.suptitle(Path(run_dir).name)
     fig.tight_layout()
-    with fileio.atomic_path(Path(run_dir) / "curves.png") as tmp:
+    with fileio.atomic_path(Path(run_dir) / CURVES) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 

@@ -17,6 +17,8 @@ from spec2img.config import SPEC_FILE, SpecConfig
 from spec2img.manifest import AUG_MARK, MANIFEST_FILE, read_rows
 from spec2img.rows import LABELS
 
+from . import runfolder
+
 NAMED_CLIPS = 20      # clips named in a message before "and N more"
 
 
@@ -98,19 +100,6 @@ def read_json(path: Path) -> dict:
         raise EvaluationError(f"cannot read {path}: {e}") from e
 
 
-def check_run(run_dir: Path) -> dict:
-    """Return the run's config.json (or {}); EvaluationError when the folder lacks the trained model."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise EvaluationError(f"run folder {run_dir} does not exist (train one with `make train` or "
-                              f"`python -m classify.train --images images --out runs`)")
-    for name in ("model.json", "model.safetensors"):
-        if not (run_dir / name).is_file():
-            raise EvaluationError(f"{run_dir} has no {name}: it holds no trained weights (the training did not "
-                                  f"finish, or this is not a run folder); train again with `make train`")
-    return read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
-
-
 def images_folder(config: dict, override: Path | None) -> Path:
     """Return the images folder to evaluate: `override`, else the one recorded in config.json."""
     if override is not None:
@@ -121,7 +110,7 @@ def images_folder(config: dict, override: Path | None) -> Path:
         raise EvaluationError("the run's config.json records no images folder: pass --images DIR")
     if not (folder / SPEC_FILE).is_file():
         raise EvaluationError(f"{folder / SPEC_FILE} not found: {folder} is not an images folder written by spec2img "
-                              f"(pass --images DIR, or convert the audio with `python -m spec2img SRC --out DIR`)")
+                              f"(pass --images DIR, or convert the audio with `spec2img SRC --out DIR`)")
     return folder
 
 
@@ -227,7 +216,8 @@ def load_run(run_dir: Path, images: Path | None, device: str | None) -> LoadedRu
     from .devices import default_device
     from .model_io import load_model
     run_dir = Path(run_dir)
-    config = check_run(run_dir)
+    runfolder.check_run(run_dir)
+    config = runfolder.read_config(run_dir)
     folder = images_folder(config, images)
     try:
         model, description = load_model(run_dir, device=default_device(device))

@@ -1,4 +1,4 @@
-"""Train a spoof detector on images/{train,val}: `python -m classify.train --images images --arch resnet101`.
+"""Train a spoof detector on images/{train,val}: `classify-train --images images --arch resnet101`.
 
 Pretrained architectures: fastai `vision_learner` + `fine_tune` (frozen body for --freeze-epochs,
 then the whole network, one-cycle), from ImageNet weights that torchvision / timm download or find in
@@ -10,14 +10,13 @@ Several GPUs or machines: `accelerate launch --multi_gpu --num_processes N -m cl
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import Literal
 
 import numpy as np
 import torch
@@ -30,7 +29,6 @@ from fastai.learner import Learner
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import OptimWrapper
 from fastai.torch_core import rank_distrib, set_seed
-from fastcore.script import call_parse
 
 from classify import archs, devices, distributed, runfolder, weightfile
 from classify.callbacks import (DeviceLosses, DeviceMixedPrecision, EpochHistory, KeepBestEpoch, SparseProgress,
@@ -38,6 +36,7 @@ from classify.callbacks import (DeviceLosses, DeviceMixedPrecision, EpochHistory
 from classify.data import STORAGES, AugmentConfig, build_dataloaders
 from classify.devices import default_device
 from classify.model_io import save_model
+from spec2img.cli import build_parser as build_cli, parse_settings
 from spec2img.fileio import EXIT_WRITE_FAILED, OutputWriteError, atomic_path, check_writable_folder
 from spec2img.rows import LABELS
 
@@ -45,7 +44,8 @@ from spec2img.rows import LABELS
 @dataclass(frozen=True)
 class TrainConfig:
     images: str = "images"        # folder written by spec2img (spec.json, train/, val/)
-    arch: str = "resnet101"       # one of classify.archs.ARCHS
+    arch: str = "resnet101"       # classify.archs.ARCHS: resnet18/34/50/101, efficientnet_b0/b4/lite0, simple_cnn,
+                                  # lcnn
     epochs: int = 5               # epochs of whole-network training (after the frozen ones when pretrained)
     lr: float = 0.0               # peak learning rate; 0 = 2e-3 for fine-tuning, 3e-3 from scratch
     bs: int = 64                  # batch size of one step; a multi-process launch splits it evenly across processes
@@ -56,14 +56,18 @@ class TrainConfig:
                                   # PyTorch state dict) instead of a download; "" = torchvision's / timm's own
     seed: int = 0                 # seeds Python, numpy and torch; same seed + data + device = same result
     out: str = "runs"             # parent folder of the run folders
-    balance: str = "weights"      # none | weights (class-weighted loss) | sampler (balanced batches)
+    balance: Literal["none", "weights", "sampler"] = "weights"  # class imbalance: none, weights (class-weighted
+                                                                # loss) or sampler (balanced batches)
     mixup: float = 0.0            # mixup Beta(alpha, alpha) parameter; 0 = off
     early_stop: int = 0           # stop after this many epochs without a better validation EER; 0 = off
-    loader: str = "auto"          # auto | memory (decode once, batches from RAM/GPU) | datablock (stream PNGs)
+    loader: Literal["auto", "memory", "datablock"] = "auto"  # auto, memory (decode the PNGs once, batches from
+                                                             # RAM or GPU) or datablock (stream them from disk)
     workers: int = 0              # PNG decoding threads (memory) or loader processes (datablock); 0 = all cores
     augment: bool = True          # time shift + SpecAugment masks on training batches
-    precision: str = "auto"       # auto (bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 on the CPU) | fp32 | bf16 | fp16
-    storage: str = "auto"         # memory loader: auto (on the GPU when the images fit its share) | device | host (pinned staging)
+    precision: str = field(default="auto",  # auto: bf16 on GPUs with native bf16, fp16 on older GPUs, fp32 on
+                           metadata={"choices": devices.PRECISIONS})  # the CPU
+    storage: str = field(default="auto",  # memory loader: auto (on the GPU when the images fit its share), device
+                         metadata={"choices": STORAGES})  # or host (pinned staging)
 
     def peak_lr(self) -> float:
         """Return the learning rate actually used."""
@@ -295,11 +299,11 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     run_dir = runfolder.create_run_dir(cfg.out, cfg.arch, cfg.seed)
     run_name = distributed.broadcast_from_main(None if run_dir is None else str(run_dir))
     if run_dir:
-        runfolder.write_atomic(run_dir / "train.log", "".join(m + "\n" for m in early))
-    with runfolder.tee_output(run_dir / "train.log" if run_dir else None):
+        runfolder.write_atomic(run_dir / runfolder.TRAIN_LOG, "".join(m + "\n" for m in early))
+    with runfolder.tee_output(run_dir / runfolder.TRAIN_LOG if run_dir else None):
         if run_dir:
             log(f"run folder: {run_dir}")
-            runfolder.write_json(run_dir / "config.json",
+            runfolder.write_json(run_dir / runfolder.CONFIG,
                                  run_config(cfg, spec_dict, summary, device, run_dir, body_weights))
         best = KeepBestEpoch()
         history = EpochHistory(run_dir)
@@ -318,7 +322,8 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         if run_dir:
             save_model(run_dir, learn.model, model_description(cfg, spec_dict, summary.input_shape))
             runfolder.plot_curves(run_dir, history.rows, best_epoch)
-            export_learner(learn, run_dir / "export.pkl")
+            export_learner(learn, run_dir / runfolder.EXPORT)
+            runfolder.mark_complete(run_dir, best_epoch=best_epoch, epochs=len(history.rows))  # last: the run is usable
             runfolder.point_latest(cfg.out, run_dir)
             log(f"run folder: {run_dir} ({Path(cfg.out) / runfolder.LATEST} points to it)")
     return TrainResult(run_dir, learn, best_epoch, history.rows)
@@ -328,47 +333,30 @@ def _silent(_msg):
     pass
 
 
-ON_OFF = {"action": argparse.BooleanOptionalAction}  # gives --name and --no-name
+def build_parser():
+    """Return the command line: one option per TrainConfig field (spec2img.cli)."""
+    return build_cli("classify-train", __doc__.split("\n\n", 1)[0].split(": ", 1)[0],
+                     [TrainConfig], epilog=__doc__.split("\n\n", 1)[1])
 
 
-@call_parse
-def main(
-    images: str = "images",  # folder written by spec2img (spec.json, train/, val/)
-    arch: str = "resnet101",  # architecture: resnet18/34/50/101, efficientnet_b0/b4/lite0, simple_cnn, lcnn
-    epochs: int = 5,  # epochs of whole-network training (after the frozen ones when pretrained)
-    lr: float = 0.0,  # peak learning rate; 0 = 2e-3 when fine-tuning, 3e-3 from scratch
-    bs: int = 64,  # batch size (of all processes together in a multi-GPU launch)
-    freeze_epochs: int = 1,  # pretrained only: epochs with the ImageNet body frozen
-    size: int = 0,  # model input height, the width keeps the aspect; 0 = the images' own size
-    pretrained: Annotated[bool, "start from ImageNet weights (--no-pretrained: random weights)", ON_OFF] = True,
-    weights: str = TrainConfig.weights,  # local file with the ImageNet weights of the arch's body, instead of a download
-    seed: int = 0,  # random seed
-    out: str = "runs",  # parent folder of the run folders
-    balance: str = "weights",  # class imbalance: none, weights (weighted loss) or sampler (balanced batches)
-    mixup: float = 0.0,  # mixup alpha; 0 = off
-    early_stop: int = 0,  # stop after this many epochs without a better validation EER; 0 = off
-    loader: str = "auto",  # auto, memory (decode PNGs once, batches from memory) or datablock (stream from disk)
-    workers: int = 0,  # PNG decoding threads / datablock loader processes; 0 = all cores
-    augment: Annotated[bool, "time shift and SpecAugment masks on training batches", ON_OFF] = True,
-    precision: str = TrainConfig.precision,  # auto (bf16/fp16 mixed precision on CUDA, fp32 on the CPU), fp32, bf16 or fp16
-    storage: str = TrainConfig.storage,  # memory loader: auto, device (images on the GPU) or host (pinned staging)
-):
-    "Fine-tune (or train from scratch) a spoof detector on spectrogram images; writes runs/<arch>-<time>/."
-    cfg = TrainConfig(images=images, arch=arch, epochs=epochs, lr=lr, bs=bs, freeze_epochs=freeze_epochs, size=size,
-                      pretrained=pretrained, weights=weights, seed=seed, out=out, balance=balance, mixup=mixup,
-                      early_stop=early_stop, loader=loader, workers=workers, augment=augment,
-                      precision=precision, storage=storage)
+def main(argv: list[str] | None = None) -> None:
+    """Fine-tune (or train from scratch) a spoof detector on spectrogram images; writes runs/<arch>-<time>/."""
+    cfg, = parse_settings(build_parser(), argv, TrainConfig)
     try:
         train(cfg)
     except (archs.UnknownArchError, archs.PretrainedWeightsUnavailable, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     except OutputWriteError as e:  # disk full, read-only: the run folder stays unfinished, runs/latest unchanged
         print(f"error: training stopped: {e}\n  {e.advice}, then train again (into a new run folder; "
-              f"{Path(out) / runfolder.LATEST} still points to the last finished run)", file=sys.stderr)
+              f"{Path(cfg.out) / runfolder.LATEST} still points to the last finished run)", file=sys.stderr)
         raise SystemExit(EXIT_WRITE_FAILED) from None
     except KeyboardInterrupt:
-        print(f"\ninterrupted: this run folder stays unfinished and {Path(out) / runfolder.LATEST} still points to "
+        print(f"\ninterrupted: this run folder stays unfinished and {Path(cfg.out) / runfolder.LATEST} still points to "
               f"the last finished run; train again to start over", file=sys.stderr)
         raise SystemExit(130) from None
     finally:
         distributed.teardown()
+
+
+if __name__ == "__main__":
+    main()

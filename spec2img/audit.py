@@ -1,16 +1,16 @@
 """Audit of an images folder: counts, formats, durations and levels per label, as audit.json and plots.
 
-`python -m spec2img.audit IMAGES` writes IMAGES/audit/{audit.json, counts.png, formats.png,
+`spec2img-audit IMAGES` writes IMAGES/audit/{audit.json, counts.png, formats.png,
 durations.png, levels.png} from IMAGES/manifest.csv (the conversion writes it too). Look here for
 shortcuts a detector could learn instead of spoofing cues: a label that comes with its own sample
 rate, channel count, duration or loudness.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -183,7 +183,7 @@ def write_audit(images: Path) -> Path:
     manifest = images / MANIFEST_FILE
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest} not found: convert a dataset into {images} first "
-                                f"(`python -m spec2img SRC --out {images}`)")
+                                f"(`spec2img SRC --out {images}`)")
     rows = read_rows(manifest)
     clip_seconds = None
     spec = images / "spec.json"
@@ -217,12 +217,22 @@ def write_audit(images: Path) -> Path:
     return folder
 
 
+@dataclass(frozen=True)
+class AuditPaths:
+    images: Path          # images folder holding manifest.csv (written by spec2img)
+
+
+def build_parser():
+    """Return the command line: the images folder (spec2img.cli)."""
+    from .cli import build_parser as build_cli
+    return build_cli("spec2img-audit", __doc__.splitlines()[0], [AuditPaths])
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spec2img.audit", description=__doc__.splitlines()[0])
-    parser.add_argument("images", type=Path, help="images folder holding manifest.csv (written by spec2img)")
-    args = parser.parse_args(argv)
+    from .cli import parse_settings
+    paths, = parse_settings(build_parser(), argv, AuditPaths)
     try:
-        folder = write_audit(args.images)
+        folder = write_audit(paths.images)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

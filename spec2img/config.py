@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 SPEC_FILE = "spec.json"
@@ -37,7 +37,7 @@ class SpecConfig:
     fmax: float = 0.0           # Hz, highest mel band edge; 0 means sample_rate / 2
     top_db: float = 80.0        # dynamic range below the clip's peak mapped onto 0..255
     silence_dbfs: float = -90.0  # peak sample level (dBFS) below which a clip counts as silent
-    version: int = SPEC_VERSION  # bumped when the image computation changes
+    version: int = field(default=SPEC_VERSION, metadata={"cli": False})  # bumped when the image computation changes
 
     @property
     def frames(self) -> int:
@@ -110,8 +110,8 @@ def load_spec(folder: Path) -> SpecConfig:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: {folder} was not made by spec2img "
-            f"(run `make images` or `python -m spec2img SRC --out {folder}` first)")
-    fix = f"restore it, or convert again (`python -m spec2img SRC --out {folder} --overwrite`)"
+            f"(run `make images` or `spec2img SRC --out {folder}` first)")
+    fix = f"restore it, or convert again (`spec2img SRC --out {folder} --overwrite`)"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except OSError as error:

@@ -37,6 +37,7 @@ from .audit import AUDIT_DIR, write_audit
 from .augment import augment_wave, variant_params
 from .config import SPEC_FILE, SpecConfig
 from .cues import CUE_COLUMNS, cue_cells, file_cues
+from .datasets import LAYOUTS
 from .features import SilentClipError, clip_to_image, load_clip
 from .fileio import OutputWriteError, final_name, is_temporary, output_error, write_atomic, write_json
 from .manifest import (AUG_MARK, MANIFEST_FILE, PARTS_DIR, STATUS_OK, PartWriter, merge_parts,
@@ -62,16 +63,51 @@ class ConversionStopped(Exception):
         self.summary, self.error = summary, error
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """Return (K, N) from 'K/N' with 1 <= K <= N; ValueError says what is expected."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError("expected K/N, e.g. 2/8") from None
+    if not 1 <= k <= n:
+        raise ValueError("need 1 <= K <= N")
+    return k, n
+
+
+def parse_ratios(text: str) -> tuple[float, float, float]:
+    """Return (train, val, test) from 'a,b,c' fractions summing to 1; ValueError says what is expected."""
+    try:
+        ratios = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        ratios = ()
+    if len(ratios) != 3 or not all(0 <= r <= 1 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
+        raise ValueError("expected three fractions summing to 1, e.g. 0.7,0.15,0.15")
+    return ratios
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
-    layout: str = "auto"                       # dataset adapter, or "auto" to detect it
-    workers: int = 0                           # worker processes; 0 = all cores, 1 = in this process
-    shard: tuple[int, int] = (1, 1)            # (K, N): convert only the K-th of N shards (1-based)
-    seed: int = 0                              # split assignment and augmentation
-    split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train/val/test when the dataset has none
-    augment: int = 0                           # extra augmented variants per train clip
-    overwrite: bool = False                    # delete images made with other settings first
-    progress: bool = True                      # progress bar on stderr
+    dataset: str = field(default="auto",  # dataset layout; auto = detect it and say which and why
+                         metadata={"choices": ("auto", *LAYOUTS)})
+    workers: int = 0              # worker processes, one math thread each; 0 = all cores, 1 = in this process
+    shard: tuple[int, int] = field(default=(1, 1),  # convert only clips K, K+N, ... (1-based), for job arrays
+                                   metadata={"parse": parse_shard, "metavar": "K/N"})
+    seed: int = 0                 # seed of the split assignment and augmentation
+    split_ratios: tuple[float, float, float] = field(default=(0.7, 0.15, 0.15),  # split fractions for datasets
+                                                     metadata={"parse": parse_ratios,   # without their own splits
+                                                               "metavar": "TRAIN,VAL,TEST"})
+    augment: int = 0              # K extra variants per train clip: noise 5-30 dB SNR, pitch ±2 semitones,
+                                  # time stretch 0.9-1.1, one or several per variant
+    overwrite: bool = False       # when the folder holds images made with other settings (or another source or
+                                  # split assignment), delete its images, manifest and audit first
+    progress: bool = True         # progress bar on stderr
+
+    def validate(self) -> "ConvertOptions":
+        """Return self, or raise ValueError naming the option that cannot work."""
+        if self.augment < 0 or self.workers < 0:
+            raise ValueError("--augment and --workers must be >= 0")
+        parse_shard(f"{self.shard[0]}/{self.shard[1]}")
+        return self
 
 
 @dataclass
@@ -525,8 +561,8 @@ def convert(source: Path, images: Path, cfg: SpecConfig, opts: ConvertOptions,
     from .datasets import detect_layout, iter_rows
     from .splits import assign_splits
     source = Path(source).expanduser()
-    layout = detect_layout(source) if opts.layout == "auto" else opts.layout
-    rows = list(iter_rows(source, opts.layout, log=log))      # "auto" logs the layout it found
+    layout = detect_layout(source) if opts.dataset == "auto" else opts.dataset
+    rows = list(iter_rows(source, opts.dataset, log=log))      # "auto" logs the layout it found
     if not rows:
         raise LayoutError(f"{source}: no audio clips found for layout {layout!r}")
     rows = assign_splits(rows, ratios=opts.split_ratios, seed=opts.seed)

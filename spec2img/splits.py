@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from typing import Iterable, Sequence
 
-from .rows import LABELS, SPLITS, ClipRow, LayoutError
+from .rows import SPLITS, ClipRow, LayoutError
 
 
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
@@ -58,14 +58,6 @@ def assign_splits(rows: Iterable[ClipRow], ratios: Sequence[float] = (0.7, 0.15,
         split_idx = _assign_clips(rows, ratios, rng)
     _fill_missing_labels(rows, split_idx, ratios)
     return [replace(r, split=SPLITS[k]) for r, k in zip(rows, split_idx)]
-
-
-def split_summary(rows: Iterable[ClipRow]) -> dict[str, dict[str, int]]:
-    """Return {split: {label: count}} for every split and label ("" collects rows without a split, if any)."""
-    counts = Counter((r.split, r.label) for r in rows)
-    splits = list(SPLITS) + ([""] if any(s == "" for s, _ in counts) else [])
-    labels = list(LABELS) + sorted({lab for _, lab in counts} - set(LABELS))
-    return {s: {lab: counts[(s, lab)] for lab in labels} for s in splits}
 
 
 def _open_splits(ratios: tuple[float, float, float]) -> list[int]:

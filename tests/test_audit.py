@@ -77,6 +77,6 @@ def test_write_audit_files_and_cli(tmp_path, capsys):
 
 def test_audit_without_manifest_says_what_to_run(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
-    assert "python -m spec2img SRC" in capsys.readouterr().err
+    assert "spec2img SRC" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         write_audit(tmp_path)

@@ -13,7 +13,7 @@ from audiogen import write_tone
 from faultkit import (SMALL_SPEC, Command, SmallDisk, assert_no_traceback, can_mount_tmpfs, count_files,
                       module_command, python_env, run)
 
-from classify import evaluate, predict, train
+from classify import evaluate, predict, runfolder, train
 from spec2img.fileio import EXIT_WRITE_FAILED, stale_parts
 
 pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals and /proc: Linux"),
@@ -91,9 +91,11 @@ def test_training_interrupted_killed_and_out_of_space_then_a_rerun_completes(wor
     done = run(train_command(images, runs, epochs=1), small_disk.env())
     assert done.returncode == 0, done.stderr
     latest = (runs / "latest").resolve()
-    for name in ("model.safetensors", "model.json", "config.json", "history.csv", "export.pkl", "curves.png"):
+    for name in ("model.safetensors", "model.json", "config.json", "history.csv", "export.pkl", "curves.png",
+                 runfolder.COMPLETE):
         assert (latest / name).is_file(), name
     assert latest == run_folders(runs)[-1]
+    assert [runfolder.is_complete(folder) for folder in run_folders(runs)] == [False, False, False, True]
 
 
 def test_training_misuse_is_a_message(workspace, tmp_path):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from classify import archs, model_io
+from classify import archs, model_io, runfolder
+from classify.runfolder import RunFolderError
 from spec2img.fileio import stale_parts
 
 
@@ -22,6 +23,7 @@ def test_saved_model_reloads_to_the_same_logits(tmp_path, arch):
     torch.manual_seed(0)
     model = archs.build_model(archs.builder_settings(arch)).eval()
     model_io.save_model(tmp_path, model, description(arch))
+    runfolder.mark_complete(tmp_path)
     assert json.loads((tmp_path / "model.json").read_text())["format_version"] == 1
     assert not stale_parts(tmp_path)
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 48), dtype=np.uint8)
@@ -35,6 +37,7 @@ def test_saved_model_reloads_to_the_same_logits(tmp_path, arch):
 
 def test_load_model_never_unpickles(tmp_path, monkeypatch):
     model_io.save_model(tmp_path, archs.build_model(archs.builder_settings("simple_cnn")), description())
+    runfolder.mark_complete(tmp_path)
     def no_pickle(*args, **kwargs):
         raise AssertionError("torch.load was called")
     monkeypatch.setattr(torch, "load", no_pickle)
@@ -42,15 +45,23 @@ def test_load_model_never_unpickles(tmp_path, monkeypatch):
 
 
 def test_missing_files_name_the_run_folder_and_say_to_train_first(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train first"):
+    with pytest.raises(RunFolderError, match="make train"):
         model_io.load_model(tmp_path / "no-such-run")
-    tmp_path.joinpath("run").mkdir()
-    with pytest.raises(FileNotFoundError, match="model.json"):
-        model_io.load_model(tmp_path / "run")
-    (tmp_path / "run" / "model.json").write_text(json.dumps({"format_version": 1, **description()}))
-    with pytest.raises(FileNotFoundError, match="model.safetensors") as err:
-        model_io.load_model(tmp_path / "run")
-    assert str(tmp_path / "run") in str(err.value)
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(RunFolderError, match="incomplete"):       # no complete.json: training did not finish
+        model_io.load_model(run)
+    runfolder.mark_complete(run)
+    with pytest.raises(RunFolderError, match="model.json"):
+        model_io.load_model(run)
+    (run / "model.json").write_text(json.dumps({"format_version": 1, **description()}))
+    with pytest.raises(RunFolderError, match="model.safetensors") as err:
+        model_io.load_model(run)
+    assert str(run) in str(err.value)
+    (run / "model.safetensors").write_bytes(b"")
+    (run / "model.json").write_text(json.dumps({"format_version": 99, **description()}))
+    with pytest.raises(RunFolderError, match="format_version 99"):
+        model_io.load_model(run)
 
 
 def test_images_to_input_replicates_gray_and_normalizes():

@@ -14,7 +14,7 @@ import torch
 from audiogen import write_tone
 from scipy.signal import butter, sosfilt
 
-from classify import model_io, predict
+from classify import model_io, predict, runfolder
 from classify.archs import build_model
 from spec2img.config import SpecConfig
 from spec2img.features import clip_to_image
@@ -79,6 +79,7 @@ def tiny_run(tmp_path_factory):
         torch.set_num_threads(threads)
     run = tmp_path_factory.mktemp("runs") / "simple_cnn-test"
     model_io.save_model(run, model.eval(), description)
+    runfolder.mark_complete(run)
     return run
 
 
@@ -210,7 +211,7 @@ def _evaluated_copy(tiny_run, folder, threshold, slope=0.5, offset=-1.0):
     from classify.outputset import output_set
     from classify.thresholds import write_thresholds
     folder.mkdir()
-    for name in ("model.safetensors", "model.json"):
+    for name in ("model.safetensors", "model.json", "complete.json"):
         (folder / name).write_bytes((tiny_run / name).read_bytes())
     with output_set(folder, "test") as ev:
         write_thresholds(ev, "eer", threshold, {"value": 0.1})
@@ -290,10 +291,13 @@ def test_bad_files_get_error_rows_and_the_others_are_scored(tiny_run, tmp_path, 
 def test_run_folder_and_input_problems_exit_2_with_a_message(tiny_run, tmp_path, capsys):
     clip = write_wave(tmp_path / "clip.wav", bonafide_wave(1.0, 61))
     code, _, err = run_predict(capsys, "--run", tmp_path / "no_such_run", clip)
-    assert code == 2 and "no_such_run" in err and "not found" in err
+    assert code == 2 and "no_such_run" in err and "does not exist" in err
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / "model.json").write_bytes((tiny_run / "model.json").read_bytes())
+    code, _, err = run_predict(capsys, "--run", partial, clip)
+    assert code == 2 and "incomplete" in err and "complete.json" in err      # training never finished
+    runfolder.mark_complete(partial)
     code, _, err = run_predict(capsys, "--run", partial, clip)
     assert code == 2 and "model.safetensors" in err
     (partial / "model.json").unlink()
@@ -347,6 +351,7 @@ def test_pickle_only_run_is_refused_before_anything_is_unpickled(tiny_run, tmp_p
     marker = tmp_path / "code_ran"
     torch.save(_Mkdir(marker), run / "export.pkl")
     (run / "model.json").write_bytes((tiny_run / "model.json").read_bytes())
+    runfolder.mark_complete(run)
     clip = write_wave(tmp_path / "clip.wav", bonafide_wave(1.0, 81))
     code, out, err = run_predict(capsys, "--run", run, clip)
     assert code == 2 and not marker.exists()
@@ -368,6 +373,7 @@ def test_trusted_fastai_export_scores_like_the_safetensors_run(tiny_run, tmp_pat
     run.mkdir()
     Learner(dls, model, loss_func=torch.nn.CrossEntropyLoss(), path=run).export("export.pkl")
     (run / "model.json").write_bytes((tiny_run / "model.json").read_bytes())
+    runfolder.mark_complete(run)
     clips = [write_wave(tmp_path / "b.wav", bonafide_wave(1.5, 91)), write_wave(tmp_path / "s.wav", spoof_wave(1.0, 91))]
     code, out, err = run_predict(capsys, "--run", tiny_run, *clips, "--format", "json")
     assert code == 0

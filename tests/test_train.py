@@ -58,6 +58,9 @@ def test_resnet18_one_epoch_writes_the_whole_run_folder(tmp_path):
     for name in ("config.json", "history.csv", "curves.png", "model.safetensors", "model.json", "export.pkl",
                  "train.log"):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name
+    done = json.loads((run / "complete.json").read_text())      # written last: the run is usable
+    assert {"model.safetensors", "model.json", "export.pkl", "config.json"} <= set(done["files"])
+    assert done["best_epoch"] == result.best_epoch
     assert not stale_parts(run)
     assert run.name.startswith("resnet18-") and len(run.name) == len("resnet18-yyyymmdd-hhmmss")
     latest = tmp_path / "runs" / "latest"
@@ -207,7 +210,7 @@ def test_impossible_settings_stop_before_reading_data(tmp_path, setting, message
 
 def test_unknown_architecture_lists_the_known_ones(tmp_path):
     with pytest.raises(SystemExit) as err:
-        train.main(images=str(tmp_path), arch="resnet1001", out=str(tmp_path / "runs"))
+        train.main(["--images", str(tmp_path), "--arch", "resnet1001", "--out", str(tmp_path / "runs")])
     assert "resnet1001" in str(err.value) and "efficientnet_b4" in str(err.value) and "simple_cnn" in str(err.value)
 
 
