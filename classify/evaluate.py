@@ -26,7 +26,7 @@ from .bootstrap import DEFAULT_RESAMPLES
 from .calibration import Calibration, CalibrationError, fit_calibration, write_calibration
 from .metrics import log_odds_to_llr, predict_labels
 from .outputset import output_set
-from .report import render_report, top_loss_clips
+from .report import explanation_section, render_report, top_loss_clips
 from .results import aggregate, build_result, select_subset
 from .runfolder import CALIBRATION_FILE, EVALUATION_LINK, METRICS_FILE, REPORT_FILE, RunFolderError, check_run
 from .scorefiles import write_score_files
@@ -53,6 +53,10 @@ class EvalSettings:
     seed: int = 0                    # random seed of the bootstrap
     shortcut_strong_eer: float = 0.20  # shortcut audit: flag a cue whose EER alone is at most this
     shortcut_margin: float = 0.05    # shortcut audit: flag a cue within this many EER points (0.05 = 5) of the model
+    explain: bool = True             # attribution heat maps and the per-band summary in the report (classify.explain)
+    explain_sample: int = 256        # clips attributed for the per-band summary (a seeded sample, half of each
+                                     # class, of a larger split); 0 = no summary
+    explain_examples: int = 3        # most confident correct clips of each class shown with their heat maps
 
     def validate(self) -> "EvalSettings":
         """Return self, or raise ValueError naming the option that cannot work."""
@@ -70,6 +74,8 @@ class EvalSettings:
             check_device_name(self.device)
         except ValueError as e:
             problems.append(str(e))
+        if self.explain_sample < 0 or self.explain_examples < 0:
+            problems.append("--explain-sample and --explain-examples must be 0 or more")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -149,19 +155,41 @@ def evaluate_run(run_dir: Path, cfg: EvalSettings = EvalSettings(), log=print) -
             llr = calibration.llr(s.score) if calibration else log_odds_to_llr(s.score, result["llr"]["prior_bonafide"])
             write_score_files(folder, s, llr, predict_labels(s.spoof_prob, tuned), evaluated=s is test)
         clips = top_loss_clips(chosen, cfg.top_k)
+        explained = explain_clips(run, cfg, folder, chosen, clips, tuned, notes, log)
         captions = [f"{c.clip_id}\ntrue {c.label}{' ' + c.system if c.system else ''} · score {c.score:.2f}"
                     for c in clips]
         plots = P.draw_evaluation(folder, run.run_dir, cfg.split, chosen.label, chosen.spoof_prob, chosen.score,
                                   tuned, result, [read_png_gray(c.image) for c in clips], captions, notes)
         result["plots"] = {k: os.path.relpath(v, run.run_dir) for k, v in plots.items()}
+        if explained is not None:
+            result["explanations"] = explained.summary
         result["notes"] = notes
         result["report"] = str(run.run_dir.resolve() / EVALUATION_LINK / REPORT_FILE)
         write_json(folder / METRICS_FILE, result)
         title = f"Evaluation of {run.run_dir.resolve().name} on {cfg.split}"
         page = render_report(title, report_summary(result), result, {P.PLOT_TITLES[k]: v for k, v in plots.items()},
-                             clips, notes, cfg.audio_seconds)
+                             clips, notes, cfg.audio_seconds, explanations=explanation_section(
+                                 explained.band_plot, explained.summary["reading"], explained.details,
+                                 explained.confident, cfg.audio_seconds) if explained is not None else "")
         write_atomic(folder / REPORT_FILE, page)            # last: a set folder holding a report is complete
     return result
+
+
+def explain_clips(run: LoadedRun, cfg: EvalSettings, folder: Path, s: SplitScores, clips: list, tuned: float,
+                  notes: list[str], log=print):
+    """Return classify.explain's heat maps and per-band summary of the evaluated clips, written into the output
+    set `folder`, or None (with a note saying why) when switched off or when the model cannot be explained."""
+    from .explain import ExplainError
+    from .explain_outputs import explain_split
+    if not cfg.explain:
+        return None
+    try:
+        return explain_split(folder, run.model, run.description, s, clips, tuned, cfg.explain_sample,
+                             cfg.explain_examples, log)
+    except (ExplainError, OSError) as e:   # no convolutional stage, or an image gone since scoring: say so, go on
+        notes.append(f"no heat maps or per-band summary: {e}")
+        log(f"warning: no heat maps or per-band summary: {e}")
+        return None
 
 
 # ---------------------------------------------------------------- several runs, command line
