@@ -49,7 +49,7 @@ SOURCE := $(if $(DATA),$(DATA),$(DEMO_DATA))
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo demo-data images audit train evaluate compare predict test browser \
-        bench-convert bench-train bench-predict bench-gpu bench-quality gpu-wheels clean
+        bench-convert bench-train bench-predict bench-gpu gpu-wheels bench-quality example-picture clean
 
 help: ## list the targets and variables
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -103,6 +103,23 @@ compare: $(STAMP) ## EER of RUN_A minus RUN_B (both evaluated on the same images
 predict: $(STAMP) ## score AUDIO files or folders with RUN: path, spoof probability, score, label
 	@test -n "$(AUDIO)" || { echo "usage: make predict RUN=runs/latest AUDIO='clip.wav folder/'"; exit 2; }
 	$(BIN)/classify-predict --run $(RUN) $(AUDIO) $(if $(OUT),--out $(OUT)) $(if $(FORMAT),--format $(FORMAT))
+
+# example-picture: three test-split bona fide clips of the demo corpus followed by three spoofed ones, as one file
+define JOIN_DEMO_CLIPS
+import csv, sys, numpy as np, soundfile as sf
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["split"] == "test" and r["status"] == "ok"]
+pick = [r for label in ("bonafide", "spoof") for r in [r for r in rows if r["label"] == label][:3]]
+waves = [sf.read(r["path"], dtype="float32")[0] for r in pick]
+sf.write(sys.argv[2], np.concatenate(waves), sf.info(pick[0]["path"]).samplerate)
+print("joined", " + ".join(r["path"] for r in pick), "->", sys.argv[2])
+endef
+export JOIN_DEMO_CLIPS
+
+example-picture: $(STAMP) ## README's picture classify/assets/explain-example.png: predict --explain on joined demo clips (after make demo)
+	mkdir -p $(RUNS)/example
+	$(PY) -c "$$JOIN_DEMO_CLIPS" $(IMAGES)/manifest.csv $(RUNS)/example/bonafide-then-spoof.wav
+	$(PY) -m classify.predict --run $(RUN) $(RUNS)/example/bonafide-then-spoof.wav --explain $(RUNS)/example
+	cp $(RUNS)/example/bonafide-then-spoof.wav.png classify/assets/explain-example.png
 
 browser: ## install Debian's Chromium for the report test, when missing (needs root)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

@@ -121,6 +121,70 @@ class LCNN(nn.Sequential):
 SCRATCH_MODELS = {"SimpleCNN": (SimpleCNN, {}), "LCNN": (LCNN, LCNN_DEFAULTS)}  # class, builder settings
 
 
+# ---------------------------------------------------------------- attribution targets (classify.explain)
+
+class NoConvolutionalStage(ValueError):
+    """The model has no convolutional feature map to attribute; the message says which model and why."""
+
+
+@dataclass(frozen=True)
+class AttributionTarget:
+    layer: nn.Module   # module whose output feature map (B, C, h, w) is attributed
+    method: str        # "grad_cam" (Captum LayerGradCam) or "grad_x_activation" (Captum LayerGradientXActivation)
+    where: str         # the layer in words, for the report and the pictures
+
+
+def _last(model: nn.Module, kind: type) -> nn.Module:
+    found = [m for m in model.modules() if isinstance(m, kind)]
+    if not found:
+        raise NoConvolutionalStage(f"{type(model).__name__} has no {kind.__name__} layer to attribute")
+    return found[-1]
+
+
+def _after_last_conv(model: nn.Sequential, kind: type) -> nn.Module:
+    """Return the first `kind` module after the last Conv2d of a Sequential (the last conv block's activation)."""
+    layers = list(model)
+    convs = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)]
+    after = [m for m in layers[convs[-1] + 1:] if isinstance(m, kind)] if convs else []
+    if not after:
+        raise NoConvolutionalStage(f"{type(model).__name__} has no {kind.__name__} after a convolution to attribute")
+    return after[0]
+
+
+# The feature map that classify.explain attributes, per from-scratch model, and the gradient method:
+#   SimpleCNN: the last conv block's ReLU, before pooling; Grad-CAM (its head pools over the whole map).
+#   LCNN: the last Max-Feature-Map; gradient x activation summed over channels. Its head averages over
+#     time only and weighs every frequency band separately, so Grad-CAM's averaging of the gradients over
+#     the whole map would blur exactly those band weights; gradient x activation is the exact linear
+#     decomposition of the logit over (band, time) cells here (CAM).
+SCRATCH_ATTRIBUTION = {
+    "SimpleCNN": (lambda m: _after_last_conv(m, nn.ReLU), "grad_cam", "ReLU of the last conv block (Grad-CAM)"),
+    "LCNN": (lambda m: _last(m, MaxFeatureMap), "grad_x_activation",
+             "last Max-Feature-Map (gradient × activation)"),
+}
+
+
+def attribution_target(model: nn.Module, builder: dict) -> AttributionTarget:
+    """Return the layer and method classify.explain uses for a model built from `builder` (model.json);
+    NoConvolutionalStage when there is none. fastai-built torchvision and timm models are
+    Sequential(body, head): the body's output is its last convolutional stage (ResNet layer4,
+    EfficientNet conv_head), explained with Grad-CAM."""
+    library, source = builder.get("library"), builder.get("source")
+    if library == "scratch":
+        if source not in SCRATCH_ATTRIBUTION:
+            raise NoConvolutionalStage(f"no attribution layer is registered for the from-scratch model {source!r} "
+                                       f"(classify.archs.SCRATCH_ATTRIBUTION knows {', '.join(SCRATCH_ATTRIBUTION)})")
+        find, method, where = SCRATCH_ATTRIBUTION[source]
+        return AttributionTarget(find(model), method, f"{source}: {where}")
+    if library in ("torchvision", "timm"):
+        if not (isinstance(model, nn.Sequential) and len(model) == 2):
+            raise NoConvolutionalStage(f"{source} is not a fastai (body, head) model: no body to attribute")
+        body = model[0]
+        layer = body[-1] if isinstance(body, nn.Sequential) else body    # torchvision: layer4; timm: TimmBody
+        return AttributionTarget(layer, "grad_cam", f"{source}: output of the last body stage (Grad-CAM)")
+    raise NoConvolutionalStage(f"model library {library!r} has no attribution layer registered")
+
+
 def builder_settings(name: str) -> dict:
     """Return the JSON-able recipe (model.json "builder") that rebuilds architecture `name`."""
     arch = get_arch(name)

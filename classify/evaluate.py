@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spec2img.cli import build_parser as build_cli, parse_settings
-from spec2img.fileio import write_atomic, write_json
+from spec2img.fileio import EXIT_WRITE_FAILED, OutputWriteError, check_writable_folder, write_atomic, write_json
 
 from . import plots as P
 from .asvscores import find_asv_scores
@@ -26,7 +26,7 @@ from .bootstrap import DEFAULT_RESAMPLES
 from .calibration import Calibration, CalibrationError, fit_calibration, write_calibration
 from .metrics import log_odds_to_llr, predict_labels
 from .outputset import output_set
-from .report import render_report, top_loss_clips
+from .report import explanation_section, render_report, top_loss_clips
 from .results import aggregate, build_result, select_subset
 from .runfolder import CALIBRATION_FILE, EVALUATION_LINK, METRICS_FILE, REPORT_FILE, RunFolderError, check_run
 from .scorefiles import write_score_files
@@ -53,13 +53,31 @@ class EvalSettings:
     seed: int = 0                    # random seed of the bootstrap
     shortcut_strong_eer: float = 0.20  # shortcut audit: flag a cue whose EER alone is at most this
     shortcut_margin: float = 0.05    # shortcut audit: flag a cue within this many EER points (0.05 = 5) of the model
+    explain: bool = True             # attribution heat maps and the per-band summary in the report (classify.explain)
+    explain_sample: int = 256        # clips attributed for the per-band summary (a seeded sample, half of each
+                                     # class, of a larger split); 0 = no summary
+    explain_examples: int = 3        # most confident correct clips of each class shown with their heat maps
 
     def validate(self) -> "EvalSettings":
         """Return self, or raise ValueError naming the option that cannot work."""
+        from .devices import check_device_name
         if self.rule == "far" and self.target_far is None:
             raise ValueError("--rule far needs --target-far, e.g. --target-far 0.01")
         if self.bootstrap < 0:
             raise ValueError(f"--bootstrap {self.bootstrap}: must be 0 (no intervals) or more")
+        problems = [f"--{name.replace('_', '-')} {value} must be {rule}" for name, value, rule, ok in (
+            ("bs", self.bs, ">= 1", self.bs >= 1), ("top_k", self.top_k, ">= 0", self.top_k >= 0),
+            ("audio_seconds", self.audio_seconds, "> 0", 0 < self.audio_seconds < float("inf")),
+            ("target_far", self.target_far, "between 0 and 1",
+             self.target_far is None or 0 < self.target_far < 1)) if not ok]
+        try:
+            check_device_name(self.device)
+        except ValueError as e:
+            problems.append(str(e))
+        if self.explain_sample < 0 or self.explain_examples < 0:
+            problems.append("--explain-sample and --explain-examples must be 0 or more")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -137,19 +155,41 @@ def evaluate_run(run_dir: Path, cfg: EvalSettings = EvalSettings(), log=print) -
             llr = calibration.llr(s.score) if calibration else log_odds_to_llr(s.score, result["llr"]["prior_bonafide"])
             write_score_files(folder, s, llr, predict_labels(s.spoof_prob, tuned), evaluated=s is test)
         clips = top_loss_clips(chosen, cfg.top_k)
+        explained = explain_clips(run, cfg, folder, chosen, clips, tuned, notes, log)
         captions = [f"{c.clip_id}\ntrue {c.label}{' ' + c.system if c.system else ''} · score {c.score:.2f}"
                     for c in clips]
         plots = P.draw_evaluation(folder, run.run_dir, cfg.split, chosen.label, chosen.spoof_prob, chosen.score,
                                   tuned, result, [read_png_gray(c.image) for c in clips], captions, notes)
         result["plots"] = {k: os.path.relpath(v, run.run_dir) for k, v in plots.items()}
+        if explained is not None:
+            result["explanations"] = explained.summary
         result["notes"] = notes
         result["report"] = str(run.run_dir.resolve() / EVALUATION_LINK / REPORT_FILE)
         write_json(folder / METRICS_FILE, result)
         title = f"Evaluation of {run.run_dir.resolve().name} on {cfg.split}"
         page = render_report(title, report_summary(result), result, {P.PLOT_TITLES[k]: v for k, v in plots.items()},
-                             clips, notes, cfg.audio_seconds)
+                             clips, notes, cfg.audio_seconds, explanations=explanation_section(
+                                 explained.band_plot, explained.summary["reading"], explained.details,
+                                 explained.confident, cfg.audio_seconds) if explained is not None else "")
         write_atomic(folder / REPORT_FILE, page)            # last: a set folder holding a report is complete
     return result
+
+
+def explain_clips(run: LoadedRun, cfg: EvalSettings, folder: Path, s: SplitScores, clips: list, tuned: float,
+                  notes: list[str], log=print):
+    """Return classify.explain's heat maps and per-band summary of the evaluated clips, written into the output
+    set `folder`, or None (with a note saying why) when switched off or when the model cannot be explained."""
+    from .explain import ExplainError
+    from .explain_outputs import explain_split
+    if not cfg.explain:
+        return None
+    try:
+        return explain_split(folder, run.model, run.description, s, clips, tuned, cfg.explain_sample,
+                             cfg.explain_examples, log)
+    except (ExplainError, OSError) as e:   # no convolutional stage, or an image gone since scoring: say so, go on
+        notes.append(f"no heat maps or per-band summary: {e}")
+        log(f"warning: no heat maps or per-band summary: {e}")
+        return None
 
 
 # ---------------------------------------------------------------- several runs, command line
@@ -204,17 +244,28 @@ def main(argv=None) -> int:
     try:
         runs = usable_runs(runs, log=lambda message: print(f"classify-evaluate: {message}", file=sys.stderr))
         for run in runs:
+            if Path(run).is_dir():
+                check_writable_folder(run)  # a read-only run folder stops here, not after scoring
             result = evaluate_run(run, cfg)
             print("\n" + format_table(result))
             print(f"report: {result['report']}")
             results.append(result)
+        if len(results) > 1:
+            path, doc = write_aggregate(results, runs)
+            print(format_aggregate(doc))
+            print(f"aggregate: {path}")
     except (EvaluationError, RunFolderError) as e:
         print(f"classify-evaluate: error: {e}", file=sys.stderr)
         return 2
-    if len(results) > 1:
-        path, doc = write_aggregate(results, runs)
-        print(format_aggregate(doc))
-        print(f"aggregate: {path}")
+    except OutputWriteError as e:
+        done = f" ({len(results)} of {len(runs)} runs evaluated)" if len(runs) > 1 else ""
+        print(f"classify-evaluate: error: evaluation stopped{done}: {e}\n  {e.advice}, then run the same "
+              f"command again (the previous evaluation stays in place: a new one is published whole)",
+              file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    except KeyboardInterrupt:
+        print("\ninterrupted: the previous evaluation stays in place; run the same command again", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -2,6 +2,7 @@
 
     classify-predict --run runs/latest AUDIO_OR_FOLDER... [--out scores.csv] [--format csv|json]
                      [--bs 64] [--hop 0.5] [--prior 0.5] [--device cpu|cuda] [--trust-pickle] [--no-progress]
+                     [--explain DIR]
 
 Every file goes through the run's own front end: the spectrogram settings saved in the run's
 `model.json` ("spec") and `spec2img.features.clip_to_image`, the function that made the training
@@ -30,6 +31,9 @@ Output columns (one row per file, in input order; folders are walked recursively
   max_spoof_prob    spoof probability of the most-spoof window
   max_spoof_start   start of that window, seconds into the file
   status            "ok" or "error: <reason>" (the numbers are then empty)
+  explanation       with --explain DIR: the file's picture (its most-spoof window's spectrogram with the
+                    model's attribution heat map, and the spoof probability of every window); empty
+                    for a file that could not be scored (its status says why)
 
 Exit status:
   0  every file was scored
@@ -37,6 +41,8 @@ Exit status:
   2  usage error, unusable run folder (incomplete: training killed or failed; missing model.json /
      model.safetensors; pickle-only run without --trust-pickle), or no audio file found
   3  every file failed
+  4  the output could not be written (disk full, read-only folder, no permission)
+  130 interrupted (Ctrl-C)
 
 Security: the model is rebuilt from `model.safetensors` + `model.json` (plain tensors and JSON: loading
 runs no code from the run folder). A run that only has fastai's `export.pkl` is refused, because
@@ -60,9 +66,10 @@ from classify import model_io, runfolder
 from classify.calibration import (DEFAULT_PRIOR_SPOOF, Calibration, CalibrationError, posterior_spoof,
                                   read_calibration, training_prior, uncalibrated)
 from classify.model_io import bonafide_score, spoof_probability
+from classify.devices import check_device_name
 from classify.runfolder import CALIBRATION_FILE, THRESHOLDS_FILE, RunFolderError, evaluation_dir
 from classify.thresholds import read_thresholds
-from spec2img.fileio import write_atomic
+from spec2img.fileio import EXIT_WRITE_FAILED, OutputWriteError, check_writable_folder, write_atomic
 from spec2img.audio import AUDIO_EXTENSIONS, AudioError, load_audio, probe_audio
 from spec2img.cli import build_parser as build_cli, parse_settings
 from spec2img.config import SpecConfig
@@ -88,6 +95,7 @@ class PredictionRow:
     max_spoof_prob: float | None = None    # spoof probability of the most-spoof window
     max_spoof_start: float | None = None   # seconds: start of the most-spoof window
     status: str = "ok"                     # "ok" or "error: <reason>"
+    explanation: str = ""                  # --explain: the file's picture (empty when not drawn; "error: ..." if failed)
 
 
 COLUMNS = [f.name for f in fields(PredictionRow)]
@@ -102,6 +110,8 @@ class Predictor:
     arch: str = ""                                   # model architecture, for the report header
     calibration: Calibration | None = None           # score -> LLR map (calibration.json or uncalibrated)
     prior: float = DEFAULT_PRIOR_SPOOF               # P(spoof) of the spoof_posterior column
+    model: object = None                             # the torch module (for --explain's attribution maps)
+    description: dict | None = None                  # its model.json (input size, normalization, builder)
 
 
 # ---------------------------------------------------------------- windows and scores (numpy)
@@ -207,8 +217,9 @@ class _Batcher:
 
 
 def score_files(files: list[Path], predictor: Predictor, bs: int = 64, hop_fraction: float = 0.5,
-                progress: bool = True) -> list[PredictionRow]:
-    """Return one PredictionRow per file, in order; a file that cannot be scored gets an error row."""
+                progress: bool = True, windows_out: dict | None = None) -> list[PredictionRow]:
+    """Return one PredictionRow per file, in order; a file that cannot be scored gets an error row.
+    `windows_out`, when given, receives {file index: [(window start s, window logits (2,)), ...]}."""
     from threadpoolctl import threadpool_limits
     rows = [PredictionRow(path=str(p)) for p in files]
     batcher = _Batcher(predictor.logits, bs)
@@ -216,6 +227,8 @@ def score_files(files: list[Path], predictor: Predictor, bs: int = 64, hop_fract
             progress_bar(total=len(files), desc="scoring", unit="file", enabled=progress and len(files) > 1) as bar:
         _queue_windows(files, rows, predictor.spec, batcher, hop_fraction, bar)
         batcher.flush()
+    if windows_out is not None:
+        windows_out.update(batcher.results)
     for index, row in enumerate(rows):
         if row.status != "ok":
             continue
@@ -249,6 +262,8 @@ def _queue_windows(files: list[Path], rows: list[PredictionRow], spec: SpecConfi
                 raise silent
         except AudioError as error:
             row.status = f"error: {error}"
+            if getattr(error, "info", None) is not None:   # truncated: the duration that decodes
+                row.duration = error.info.duration
         except Exception as error:   # keep scoring the other files; the row names what went wrong
             row.status = f"error: {type(error).__name__}: {str(error).strip()[:200]}"
         bar.update()
@@ -331,7 +346,8 @@ def _safetensors_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
 
     def logits(images: np.ndarray) -> np.ndarray:
         return model_io.predict_logits(model, images, description, device=device, bs=bs)
-    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", str(description.get("arch", "")))
+    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", str(description.get("arch", "")), model=model,
+                     description=description)
 
 
 def _pickle_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
@@ -354,7 +370,8 @@ def _pickle_predictor(run_dir: Path, device: str, bs: int) -> Predictor:
 
     def logits(images: np.ndarray) -> np.ndarray:
         return model_io.predict_logits(model, images, description, device=device, bs=bs)
-    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", f"{description.get('arch', '?')} (export.pkl)")
+    return Predictor(spec, logits, DEFAULT_THRESHOLD, "", f"{description.get('arch', '?')} (export.pkl)",
+                     model=model, description=description)
 
 
 def _pickle_description(run_dir: Path) -> dict:
@@ -446,6 +463,10 @@ class PredictSettings:
     prior: float = DEFAULT_PRIOR_SPOOF  # prior probability that a file is spoof, for the spoof_posterior column
                                         # (0.5: equal odds; e.g. 0.05 where spoofs are rare)
     progress: bool = True            # progress bar on stderr
+    explain: Path | None = field(default=None, metadata={"metavar": "DIR"})  # write one PNG per scored file into
+                                     # DIR: its most-spoof window's spectrogram with the model's heat map and, for
+                                     # files longer than one window, the spoof probability of every window
+                                     # (column explanation holds its path)
 
     def validate(self) -> "PredictSettings":
         """Return self, or raise ValueError naming the option that cannot work."""
@@ -457,6 +478,9 @@ class PredictSettings:
             raise ValueError(f"--bs {self.bs}: must be at least 1")
         if self.out is not None and self.out.is_dir():
             raise ValueError(f"--out {self.out} is a folder: give a file name such as {self.out / 'scores.csv'}")
+        if self.explain is not None and self.explain.exists() and not self.explain.is_dir():
+            raise ValueError(f"--explain {self.explain} is a file: give a folder for the pictures")
+        check_device_name(self.device)
         return self
 
 
@@ -500,15 +524,37 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr)
     try:
+        if args.out is not None:
+            check_writable_folder(args.out.parent)   # before scoring, not after
         predictor = load_predictor(args.run, args.device, args.bs, args.trust_pickle, log=log)
         predictor.prior = args.prior
+        if args.explain is not None:
+            from classify.explain import ExplainError, check_explainable
+            try:
+                log(f"--explain: {check_explainable(predictor.model, predictor.description)}")
+            except ExplainError as error:
+                print(f"error: --explain: {error}", file=sys.stderr)
+                return EXIT_USAGE
+            check_writable_folder(args.explain)
+        log(f"run {args.run} ({predictor.arch}); threshold spoof_prob >= {predictor.threshold:.4g} from "
+            f"{predictor.threshold_source}; {len(files)} file(s)")
+        windows = {} if args.explain is not None else None
+        rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=args.progress,
+                           windows_out=windows)
+        if args.explain is not None:
+            from classify.explain_outputs import explain_files
+            drawn = explain_files(files, rows, windows, predictor, args.explain, args.hop, progress=args.progress)
+            log(f"wrote {drawn} picture(s) to {args.explain}")
+        _emit(rows, predictor, args)
     except RunFolderError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    log(f"run {args.run} ({predictor.arch}); threshold spoof_prob >= {predictor.threshold:.4g} from "
-        f"{predictor.threshold_source}; {len(files)} file(s)")
-    rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=args.progress)
-    _emit(rows, predictor, args)
+    except OutputWriteError as error:
+        print(f"error: {error}\n  {error.advice}, then run the same command again", file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing more is scored; run the same command again", file=sys.stderr)
+        return 130
     code = exit_code(rows)
     if code != EXIT_OK:
         failed = sum(r.status != "ok" for r in rows)

@@ -33,6 +33,7 @@ class TopLossClip:
     loss: float              # cross-entropy of the true class
     image: Path              # its spectrogram PNG
     audio: Path | None       # the original audio file (manifest path), None when unknown
+    heatmap: Path | None = None  # its attribution heat map (classify.explain), None when not explained
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -193,7 +194,7 @@ def shortcuts_section(audit: dict) -> str:
 
 
 def top_loss_cards(clips: list[TopLossClip], audio_seconds: float) -> str:
-    """Return one card per clip: its spectrogram beside an audio player of the original clip."""
+    """Return one card per clip: its spectrogram (and heat map, when explained) beside an audio player of the clip."""
     cards = []
     for c in clips:
         try:
@@ -203,7 +204,8 @@ def top_loss_cards(clips: list[TopLossClip], audio_seconds: float) -> str:
         except Exception as e:   # a moved or broken file must not sink the report: say why, keep going
             player = f"<div class='small'>original audio not playable: {_e(c.audio)}: {_e(e)}</div>"
         cards.append(
-            f"<div class='card'><img class='spec' alt='spectrogram of {_e(c.clip_id)}' src='{png_uri(c.image)}'>"
+            f"<div class='card'><div class='maps'><img class='spec' alt='spectrogram of {_e(c.clip_id)}' "
+            f"src='{png_uri(c.image)}'>{heatmap_img(c)}</div>"
             f"<div class='info'><b>{_e(c.clip_id)}</b><br>true: {_e(c.label)}"
             f"{' (' + _e(c.system) + ')' if c.system else ''}<br>spoof prob {c.spoof_prob:.4f} · "
             f"score {c.score:.3f} · loss {c.loss:.3f}{player}</div></div>")
@@ -221,6 +223,8 @@ padding:.6em;margin:.6em 0} img.spec{width:400px;max-width:55%;image-rendering:p
 .small{font-size:.8em;color:#666;word-break:break-all} audio{display:block;margin-top:.5em;width:100%}
 .note{background:#fff8e1;border:1px solid #f0d98c;padding:.5em .8em} .warn{color:#a00}
 .alert{background:#fdecea;border:1px solid #e0a39b;padding:.5em .8em} tr.warnrow td{background:#fdecea}
+.maps{display:flex;flex-direction:column;gap:.3em;width:420px;max-width:55%} .maps img.spec{width:100%;max-width:100%}
+img.heat{width:100%;border:1px solid #eee} .reading{font-size:1.05em;font-weight:600}
 """
 
 
@@ -242,9 +246,10 @@ def _groups_html(result: dict) -> str:
 
 
 def render_report(title: str, summary: list[tuple[str, str]], result: dict, plots: dict[str, Path],
-                  clips: list[TopLossClip], notes: list[str], audio_seconds: float = 4.0) -> str:
+                  clips: list[TopLossClip], notes: list[str], audio_seconds: float = 4.0,
+                  explanations: str = "") -> str:
     """Return the report page of an evaluation (metrics.json content `result`) as one HTML string, every image and
-    audio clip embedded; `plots` maps captions to PNG files."""
+    audio clip embedded; `plots` maps captions to PNG files; `explanations` is explanation_section's HTML."""
     summary_html = "\n".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in summary)
     reliability = plots.get("reliability diagram")
     figures = "\n".join(f"<figure><img alt='{_e(name)}' src='{png_uri(p)}'><figcaption>{_e(name)}</figcaption></figure>"
@@ -284,5 +289,29 @@ def render_report(title: str, summary: list[tuple[str, str]], result: dict, plot
 </div>
 <h2>Top losses: listen to what the model got wrong</h2>
 {top_loss_cards(clips, audio_seconds)}
+{explanations}
 </body></html>
 """
+
+
+# ---------------------------------------------------------------- explanations (classify.explain)
+
+def heatmap_img(c: TopLossClip) -> str:
+    """Return the <img> of a clip's attribution heat map, or "" when it has none."""
+    if c.heatmap is None or not Path(c.heatmap).is_file():
+        return ""
+    return f"<img class='heat' alt='attribution heat map of {_e(c.clip_id)}' src='{png_uri(c.heatmap)}'>"
+
+
+def explanation_section(band_plot: Path | None, reading: str, details: list[str], confident: list[TopLossClip],
+                        audio_seconds: float) -> str:
+    """Return the report's explanation section: the per-band plot with its one-line reading and how it was made,
+    then the most confident correct clips of each class with their heat maps and audio players."""
+    plot = (f"<figure><img alt='attribution per frequency band' src='{png_uri(band_plot)}'>"
+            f"<figcaption>mean share of the attribution per band, by decision</figcaption></figure>"
+            if band_plot is not None and Path(band_plot).is_file() else "")
+    items = "".join(f"<li>{_e(d)}</li>" for d in details)
+    return (f"<h2>Where the model finds its evidence</h2>\n<p class='reading'>{_e(reading)}</p>\n{plot}\n"
+            f"<ul class='small'>{items}</ul>\n"
+            f"<h2>Most confident correct clips of each class, with their heat maps</h2>\n"
+            f"{top_loss_cards(confident, audio_seconds)}")

@@ -9,7 +9,8 @@ from pathlib import Path
 from .augment import CodecUnavailable
 from .cli import build_parser as build_cli, parse_settings
 from .config import SpecConfig
-from .convert import ConvertOptions, ConvertSummary, OutputFolderError, convert
+from .convert import ConversionStopped, ConvertOptions, ConvertSummary, OutputFolderError, convert
+from .fileio import EXIT_WRITE_FAILED, OutputWriteError
 from .rows import LayoutError
 
 SHOWN_SKIPS = 5
@@ -42,7 +43,9 @@ details:
   manifest.parts/shard-K-of-N.csv; every run merges the finished parts into manifest.csv, and the
   run that completes the set also writes the audit.
 exit status: 0 when at least one clip was converted (or this shard has none), 1 when nothing could
-  be converted, 2 for a wrong layout, setting or output folder, 130 when interrupted.
+  be converted, 2 for a wrong layout, setting or output folder, 4 when an output could not be written
+  (disk full, read-only folder: the images written are kept, the same command completes the set once
+  the cause is fixed), 130 when interrupted (Ctrl-C; the same command resumes).
 """
 
 
@@ -73,6 +76,17 @@ def report(summary: ConvertSummary, images: Path) -> None:
         print(f"  ... and {len(summary.skipped) - SHOWN_SKIPS} more in {manifest}")
 
 
+def report_stopped(summary: ConvertSummary, images: Path, error: OutputWriteError) -> None:
+    """Print what a run stopped by a failed write had done, the file and cause, and what to do."""
+    sys.stderr.flush()
+    print(f"stopped after {summary.converted + len(summary.skipped)} of {summary.total} clips: "
+          f"{summary.converted} converted ({summary.written} images written by this run, "
+          f"{summary.reused} already there), {len(summary.skipped)} skipped; {summary.seconds:.1f} s")
+    print(f"error: writing into {images} failed: {error}\n  {error.advice}, then run the same command again: "
+          f"the images in {images} are kept, only the rest are converted, and manifest.csv is completed",
+          file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     paths, opts, cfg = parse_settings(build_parser(), argv, ConvertPaths, ConvertOptions, SpecConfig)
     try:
@@ -83,9 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         summary = convert(paths.source, paths.out, cfg, opts, log=lambda text: print(text, flush=True))
-    except (LayoutError, OutputFolderError, CodecUnavailable) as error:
+    except (LayoutError, OutputFolderError, CodecUnavailable, ValueError) as error:   # ValueError: a setting
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except ConversionStopped as stop:
+        report_stopped(stop.summary, paths.out, stop.error)
+        return EXIT_WRITE_FAILED
+    except OutputWriteError as error:
+        print(f"error: nothing was converted: {error}\n  {error.advice}, then run the same command again",
+              file=sys.stderr)
+        return EXIT_WRITE_FAILED
     except KeyboardInterrupt:
         print("\ninterrupted: finished images are kept; run the same command again to resume", file=sys.stderr)
         return 130

@@ -118,6 +118,11 @@ class SpecConfig:
 
     def validate(self) -> "SpecConfig":
         """Return self, or raise ValueError naming the setting that cannot work."""
+        numbers = {"duration": self.duration, "fmin": self.fmin, "fmax": self.fmax, "top_db": self.top_db,
+                   "silence_dbfs": self.silence_dbfs}
+        not_finite = [f"{name}={value}" for name, value in numbers.items() if not math.isfinite(value)]
+        if not_finite:
+            raise ValueError(f"invalid spectrogram settings: {', '.join(not_finite)} must be a finite number")
         problems = []
         if self.frontend not in FRONTENDS:
             problems.append(f"frontend={self.frontend!r} is not one of {', '.join(FRONTENDS)}")
@@ -133,7 +138,7 @@ class SpecConfig:
             problems.append(f"hop_length={self.hop_length} must be positive")
         if self.top_db <= 0:
             problems.append(f"top_db={self.top_db} must be positive")
-        if self.frames < 8:
+        if self.hop_length > 0 and self.frames < 8:
             problems.append(f"duration·sample_rate/hop_length = {self.frames} columns is too narrow")
         if self.trim_db <= 0:
             problems.append(f"trim_db={self.trim_db} must be positive")
@@ -204,10 +209,23 @@ def save_spec(cfg: SpecConfig, folder: Path) -> Path:
 
 
 def load_spec(folder: Path) -> SpecConfig:
-    """Read `folder/spec.json`; FileNotFoundError says what to run when it is missing."""
+    """Read `folder/spec.json`; FileNotFoundError says what to run when it is missing, ValueError names the
+    file when it is unreadable, not JSON or holds unusable settings."""
     path = Path(folder) / SPEC_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: {folder} was not made by spec2img "
             f"(run `make images` or `spec2img SRC --out {folder}` first)")
-    return SpecConfig.from_dict(json.loads(path.read_text()))
+    fix = f"restore it, or convert again (`spec2img SRC --out {folder} --overwrite`)"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ValueError(f"cannot read {path} ({error.strerror or error})") from None
+    except ValueError as error:        # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path} is not valid JSON ({error}): {fix}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path} holds no settings (a JSON object is expected): {fix}")
+    try:
+        return SpecConfig.from_dict(doc)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None

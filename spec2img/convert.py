@@ -10,38 +10,41 @@
   another split assignment is refused (OutputFolderError) unless `overwrite` is set.
 - `--shard K/N`: clips sorted by id, clip i belongs to shard i mod N + 1 (balanced, deterministic);
   manifest rows go to a per-shard part and are merged (see spec2img.manifest).
-- Workers: one process per core, each limited to one BLAS/OpenMP thread.
+- Workers: one process per core, each limited to one BLAS/OpenMP thread, each ending with the parent
+  (spec2img.workers), so a killed run leaves no worker writing on.
+- An output that cannot be written (disk full, read-only folder) stops the run with ConversionStopped,
+  holding the summary of what was written; this shard's temporary files are removed first. The images
+  written are kept, so the same command completes the set once the cause is fixed.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import multiprocessing as mp
 import os
 import shutil
 import socket
-import sys
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .audio import AudioError, probe_audio
+from .audio import AudioError, AudioInfo, probe_audio
 from .audit import AUDIT_DIR, write_audit
 from .augment import DEFAULT_KINDS, augment_wave, check_available, expand_kinds, variant_params
 from .config import SPEC_FILE, SpecConfig, complete_spec
 from .cues import CUE_COLUMNS, cue_cells, file_cues
 from .datasets import LAYOUTS
 from .features import SilentClipError, clip_to_image, load_clip
-from .fileio import final_name, is_temporary, write_atomic, write_json
+from .fileio import OutputWriteError, final_name, is_temporary, output_error, write_atomic, write_json
 from .manifest import (AUG_MARK, MANIFEST_FILE, PARTS_DIR, STATUS_OK, PartWriter, merge_parts,
                        previous_rows, skipped_status)
 from .progress import progress
 from .rows import SPLITS, ClipRow, LayoutError
+from .workers import end_with_parent, pool_context
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS")
@@ -49,6 +52,15 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
 
 class OutputFolderError(Exception):
     """The output folder holds images made otherwise; str() lists the differences and the fix."""
+
+
+class ConversionStopped(Exception):
+    """An output could not be written (fileio.OutputWriteError in `error`): the run stopped, keeping what it
+    wrote; `summary` counts that (its `manifest` is None: manifest.csv was not merged)."""
+
+    def __init__(self, summary: "ConvertSummary", error: OutputWriteError):
+        super().__init__(str(error))
+        self.summary, self.error = summary, error
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -68,7 +80,7 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
         ratios = tuple(float(x) for x in text.split(","))
     except ValueError:
         ratios = ()
-    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6:
+    if len(ratios) != 3 or not all(0 <= r <= 1 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
         raise ValueError("expected three fractions summing to 1, e.g. 0.7,0.15,0.15")
     return ratios
 
@@ -173,6 +185,9 @@ def prepare_output(images: Path, doc: dict, overwrite: bool, log: Callable = pri
     """Make `images` ready for `doc`'s settings: write spec.json when new, accept the same settings
     (resume / another shard), else raise OutputFolderError, or with `overwrite` start afresh."""
     images = Path(images)
+    if images.exists() and not images.is_dir():
+        raise OutputFolderError(f"--out {images} is a file, not a folder: give the folder to write the images to "
+                                f"(a new name, or a folder made by spec2img)")
     spec_path = images / SPEC_FILE
     made_before = [n for n in (*SPLITS, MANIFEST_FILE, PARTS_DIR) if (images / n).exists()]
     if spec_path.is_file():
@@ -385,11 +400,13 @@ def _cues(path: Path, info) -> dict | None:
         return None
 
 
-def _skip(row: ClipRow, reason: str, levels=("", "")) -> dict:
-    try:
-        info = probe_audio(row.path)
-    except AudioError:
-        info = None
+def _skip(row: ClipRow, reason: str, levels=("", ""), info: AudioInfo | None = None) -> dict:
+    """Return the `skipped: <reason>` row; `info` (what decoded, for a truncated file) or the header's."""
+    if info is None:
+        try:
+            info = probe_audio(row.path)
+        except AudioError:
+            info = None
     return manifest_row(row, skipped_status(reason), info=info, levels=levels)
 
 
@@ -404,8 +421,8 @@ def convert_clip(task: tuple[ClipRow, int, tuple]) -> tuple[list[dict], int]:
         return list(previous), 0
     try:
         wave, info = load_clip(row.path, cfg)
-    except AudioError as error:
-        return [_skip(row, str(error))], 0
+    except AudioError as error:       # a truncated file carries the duration that decoded
+        return [_skip(row, str(error), info=getattr(error, "info", None))], 0
     except Exception as error:        # a decoder crash on a strange file must not stop the run
         return [_skip(row, f"unexpected error ({type(error).__name__}: {error})")], 0
     cues = _cues(row.path, info)
@@ -452,12 +469,10 @@ def resolve_workers(workers: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _pool_context() -> mp.context.BaseContext:
-    """Fork on Linux (workers inherit the imported libraries: fast start); spawn elsewhere or when
-    torch is loaded in this process (forking its thread pools is unsafe)."""
-    if sys.platform.startswith("linux") and "torch" not in sys.modules:
-        return mp.get_context("fork")
-    return mp.get_context("spawn")
+def _init_pool_worker(parent_pid: int, *args) -> None:
+    """Pool initializer: end with the parent process (spec2img.workers), then `init_worker(*args)`."""
+    end_with_parent(parent_pid)
+    init_worker(*args)
 
 
 def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOptions) -> Iterable:
@@ -472,10 +487,10 @@ def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOp
                 yield convert_clip(task)
         return
     chunksize = max(1, min(8, len(tasks) // (workers * 32)))   # small chunks: no straggler at the end
-    context = _pool_context()
+    context = pool_context()
     if context.get_start_method() == "fork":
         warm_up(cfg, opts.augment > 0)
-    with context.Pool(workers, initializer=init_worker, initargs=args) as pool:
+    with context.Pool(workers, initializer=_init_pool_worker, initargs=(os.getpid(), *args)) as pool:
         yield from pool.imap_unordered(convert_clip, tasks, chunksize=chunksize)
 
 
@@ -494,20 +509,27 @@ def convert_rows(rows: Sequence[ClipRow], images: Path, cfg: SpecConfig, opts: C
     mine = shard_of(rows, shard, n_shards)
     if n_shards > 1:
         log(f"shard {shard}/{n_shards}: {len(mine)} of {len(rows)} clips")
-    with shard_lock(images, shard, n_shards):
-        summary = _convert_shard(mine, images, cfg, opts, log)
-    expected = {image_name(r.clip_id, k) for r in rows for k in range(variants_of(r, opts.augment) + 1)}
-    summary.manifest, present = merge_parts(images, expected)
+    summary = ConvertSummary(total=len(mine))
+    try:
+        with shard_lock(images, shard, n_shards):
+            _convert_shard(mine, images, cfg, opts, summary, log)
+        expected = {image_name(r.clip_id, k) for r in rows for k in range(variants_of(r, opts.augment) + 1)}
+        summary.manifest, present = merge_parts(images, expected)
+    except OSError as error:          # disk full, read-only folder: stop, saying what was written
+        summary.manifest, summary.seconds = None, time.perf_counter() - started
+        raise ConversionStopped(summary, output_error(error)) from None
     summary.missing = sum(r.clip_id not in present for r in rows)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def _convert_shard(mine: list[ClipRow], images: Path, cfg: SpecConfig, opts: ConvertOptions,
-                   log: Callable) -> ConvertSummary:
-    """Convert this shard's clips, writing its manifest part; return the counts."""
+                   summary: ConvertSummary, log: Callable) -> None:
+    """Convert this shard's clips, writing its manifest part and counting into `summary`. However it ends
+    (finished, Ctrl-C, a failed write), the workers are stopped and this shard's temporary files removed."""
     previous = previous_rows(images)
-    removed = remove_stale_temp_files(images, {r.clip_id for r in mine})
+    ids = {r.clip_id for r in mine}
+    removed = remove_stale_temp_files(images, ids)
     if removed:
         log(f"removed {removed} unfinished temporary image(s) left by an interrupted run")
     tasks = []
@@ -515,18 +537,18 @@ def _convert_shard(mine: list[ClipRow], images: Path, cfg: SpecConfig, opts: Con
         n = variants_of(row, opts.augment)
         tasks.append((row, n, tuple(previous.get(image_name(row.clip_id, k)) for k in range(n + 1))))
     del previous
-    summary = ConvertSummary(total=len(mine))
     part = PartWriter(images, *opts.shard)
     try:
-        with progress(total=len(tasks), desc="converting", unit="clip", enabled=opts.progress) as bar:
-            for result_rows, written in run_tasks(tasks, cfg, images, opts):
+        with closing(run_tasks(tasks, cfg, images, opts)) as results, \
+                progress(total=len(tasks), desc="converting", unit="clip", enabled=opts.progress) as bar:
+            for result_rows, written in results:
                 part.write(result_rows)
                 _count(summary, result_rows, written)
                 bar.update()
         part.finish()
-    finally:
+    finally:                          # closing() has terminated and joined the pool: no writer is left
         part.close()
-    return summary
+        remove_stale_temp_files(images, ids)
 
 
 def _count(summary: ConvertSummary, result_rows: list[dict], written: int) -> None:
@@ -544,7 +566,8 @@ def _count(summary: ConvertSummary, result_rows: list[dict], written: int) -> No
 def convert(source: Path, images: Path, cfg: SpecConfig, opts: ConvertOptions,
             log: Callable = print) -> ConvertSummary:
     """Read the dataset at `source`, assign splits, convert (this shard of) it into `images`, write
-    the audit when the manifest is complete; return the summary. Raises LayoutError, OutputFolderError."""
+    the audit when the manifest is complete; return the summary. Raises LayoutError, OutputFolderError,
+    fileio.OutputWriteError (nothing could be written), ConversionStopped (a write failed part-way)."""
     from .datasets import detect_layout, iter_rows
     from .splits import assign_splits
     source = Path(source).expanduser()
@@ -555,7 +578,10 @@ def convert(source: Path, images: Path, cfg: SpecConfig, opts: ConvertOptions,
     rows = assign_splits(rows, ratios=opts.split_ratios, seed=opts.seed)
     summary = convert_rows(rows, images, cfg, opts, source, layout, log)
     if summary.missing == 0:
-        write_audit(images)
+        try:
+            write_audit(images)
+        except OSError as error:      # every image and manifest.csv are written: only the audit is missing
+            raise ConversionStopped(summary, output_error(error)) from None
     else:
         log(f"{summary.missing} clips of other shards are not converted yet: {MANIFEST_FILE} and "
             f"the audit are completed by the run that finishes last")

@@ -36,7 +36,7 @@ def test_summary_names_bad_files_and_writes_everything(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "dataset layout: folders" in text
     assert f"6 converted, 2 skipped (list in {out / 'manifest.csv'})" in text
-    assert "skipped fake__broken" in text and "not a readable audio file" in text
+    assert "skipped fake__broken" in text and "not audio: a text file" in text
     assert "skipped real__silence" in text and "silent" in text
     assert len(list(out.glob("*/*/*.png"))) == 6
     spec = json.loads((out / "spec.json").read_text())

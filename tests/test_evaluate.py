@@ -235,8 +235,8 @@ def test_metrics_json_agrees_with_scores_csv(run, evaluated):
 def test_report_embeds_everything(run, evaluated):
     page = (run / "evaluation" / "report.html").read_text()
     assert "http://" not in page and "https://" not in page and "<script" not in page
-    assert page.count("<audio controls") == 4
-    assert page.count("data:audio/wav;base64,") == 4
+    assert page.count("<audio controls") == 4 + 2 * 3              # top losses + 3 confident correct clips per class
+    assert page.count("data:audio/wav;base64,") == 4 + 2 * 3
     assert page.count("data:image/png;base64,") >= 4 + 9
     for text in ("eer", "min_dcf", "act_dcf", "cllr", "min_cllr", "roc_auc", "A01", "A02", "95 % interval",
                  "Calibration", "calibrated LLR", "raw score (uncalibrated)", "alt='reliability diagram'",
@@ -266,7 +266,8 @@ def test_one_class_split_is_reported_not_crashed(run, evaluated, tmp_path):
     assert (ev / "report.html").is_file() and not (ev / "roc-test.png").exists()
     assert any("one class" in n for n in result["notes"])
     page = (ev / "report.html").read_text()
-    assert page.count("original audio not playable: /moved/audio/test_bonafide_") == 2 and "<audio" not in page
+    # 2 top-loss cards + the 3 most confident correct bona fide clips (classify.explain); no spoof clip to show
+    assert page.count("original audio not playable: /moved/audio/test_bonafide_") == 2 + 3 and "<audio" not in page
 
 
 def test_a_new_evaluation_replaces_the_set_and_keeps_other_splits(run, evaluated, tmp_path):

@@ -24,7 +24,7 @@ def chromium_path() -> str:
 def report(tmp_path_factory):
     from classify.evaluate import EvalSettings, evaluate_run
     run = build_run(tmp_path_factory.mktemp("browser"))
-    return Path(evaluate_run(run, EvalSettings(top_k=3), log=lambda *a: None)["report"])
+    return Path(evaluate_run(run, EvalSettings(top_k=3, explain_examples=1), log=lambda *a: None)["report"])
 
 
 def test_report_loads_cleanly_in_chromium(report):
@@ -48,8 +48,10 @@ def test_report_loads_cleanly_in_chromium(report):
         finally:
             browser.close()
     assert len(images) >= 3 + 8                                    # top-loss spectrograms + the plots
+    heat_maps = [i for i in images if i[0].startswith("attribution heat map of")]
+    assert len(heat_maps) == 3 + 2 and any(i[0] == "attribution per frequency band" for i in images)
     assert [i for i in images if not (i[1] and i[2] > 0)] == [], "images that did not load"
-    assert len(audio) == 3
+    assert len(audio) == 3 + 2                                     # top losses + one confident clip per class
     for can_play, ready, error, duration in audio:
         assert can_play in ("maybe", "probably") and error is None and ready >= 1 and duration > 0.3
     assert errors == []
