@@ -29,6 +29,10 @@ GPUS ?= 1
 GPU_CHECK_ARGS ?=
 TRAIN_ARGS ?=
 SPEC_ARGS ?=
+GROUP ?= $(if $(DATA),,path:2)
+TRAIN_GROUPS ?=
+TEST_GROUPS ?=
+QUALITY_ARGS ?=
 ACCELERATE_ARGS ?=
 DEMO_DATA := data/demo
 SEEDS_FILE := seeds$(if $(ARCH),-$(ARCH)).txt
@@ -45,7 +49,7 @@ SOURCE := $(if $(DATA),$(DATA),$(DEMO_DATA))
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo demo-data images audit train evaluate compare predict test browser \
-        bench-convert bench-train bench-predict bench-gpu gpu-wheels example-picture clean
+        bench-convert bench-train bench-predict bench-gpu gpu-wheels bench-quality example-picture clean
 
 help: ## list the targets and variables
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -56,6 +60,7 @@ help: ## list the targets and variables
 	@echo "             RUN_A=<run> RUN_B=<run> (make compare)"
 	@echo "             GPU_CHECK_ARGS='<benchmarks.gpu_check flags, e.g. --work /tmp/check --budget 480>'"
 	@echo "             SPEC_ARGS='<more spec2img flags, e.g. --augment 2 --overwrite>' TRAIN_ARGS='<more classify-train flags>' ACCELERATE_ARGS='--num_machines M --machine_rank R ...'"
+	@echo "             GROUP=<column | system | path:N> TRAIN_GROUPS=a,b TEST_GROUPS=c QUALITY_ARGS='<more benchmarks.quality flags>' (bench-quality)"
 
 install: $(STAMP) ## create .venv, install the tested lock requirements.txt, then this package (editable) and its commands
 
@@ -130,6 +135,10 @@ bench-train: $(STAMP) ## training images/s: plain PyTorch ceiling vs the project
 
 bench-predict: $(STAMP) ## predict clips/s: front end with 1 and all workers (scaling), model, end to end vs min(both)
 	$(PY) -m benchmarks.predict_throughput
+
+bench-quality: $(STAMP) $(if $(DATA),,demo-data) ## generalization: train on some GROUPs of DATA, test on others; recipes x seeds -> benchmarks/out/quality.csv
+	@test -n "$(GROUP)" || { echo "usage: make bench-quality DATA=<csv or root> GROUP=<column | system | path:N> [TRAIN_GROUPS=a,b TEST_GROUPS=c]"; exit 2; }
+	$(PY) -m benchmarks.quality $(SOURCE)$(if $(DATA),,/manifest.csv) --group '$(GROUP)' $(if $(TRAIN_GROUPS),--train-groups '$(TRAIN_GROUPS)') $(if $(TEST_GROUPS),--test-groups '$(TEST_GROUPS)') $(QUALITY_ARGS)
 
 gpu-wheels: ## download into .whl/ the wheels the offline GPU machine lacks (fastai, librosa and their small deps; cp312)
 	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

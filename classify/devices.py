@@ -122,3 +122,15 @@ def out_of_memory_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     hits = [line for line in lines if any(m.lower() in line.lower() for m in OUT_OF_MEMORY_MARKERS)]
     return (hits or lines or [type(error).__name__])[0]
+
+
+def check_device_name(name: str | None) -> None:
+    """Raise ValueError saying what is accepted when `name` (a --device value; None or "" = automatic) is not
+    a torch device string such as cpu, cuda, cuda:1 or mps. Whether that device exists is checked on use."""
+    if name is None or str(name) == "":
+        return
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name!r} is not a torch device: use cpu, cuda, cuda:N or mps "
+                         f"(or leave it out: cuda when available, else cpu)") from None

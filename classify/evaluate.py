@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spec2img.cli import build_parser as build_cli, parse_settings
-from spec2img.fileio import write_atomic, write_json
+from spec2img.fileio import EXIT_WRITE_FAILED, OutputWriteError, check_writable_folder, write_atomic, write_json
 
 from . import plots as P
 from .asvscores import find_asv_scores
@@ -60,12 +60,24 @@ class EvalSettings:
 
     def validate(self) -> "EvalSettings":
         """Return self, or raise ValueError naming the option that cannot work."""
+        from .devices import check_device_name
         if self.rule == "far" and self.target_far is None:
             raise ValueError("--rule far needs --target-far, e.g. --target-far 0.01")
         if self.bootstrap < 0:
             raise ValueError(f"--bootstrap {self.bootstrap}: must be 0 (no intervals) or more")
+        problems = [f"--{name.replace('_', '-')} {value} must be {rule}" for name, value, rule, ok in (
+            ("bs", self.bs, ">= 1", self.bs >= 1), ("top_k", self.top_k, ">= 0", self.top_k >= 0),
+            ("audio_seconds", self.audio_seconds, "> 0", 0 < self.audio_seconds < float("inf")),
+            ("target_far", self.target_far, "between 0 and 1",
+             self.target_far is None or 0 < self.target_far < 1)) if not ok]
+        try:
+            check_device_name(self.device)
+        except ValueError as e:
+            problems.append(str(e))
         if self.explain_sample < 0 or self.explain_examples < 0:
-            raise ValueError("--explain-sample and --explain-examples must be 0 or more")
+            problems.append("--explain-sample and --explain-examples must be 0 or more")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -232,17 +244,28 @@ def main(argv=None) -> int:
     try:
         runs = usable_runs(runs, log=lambda message: print(f"classify-evaluate: {message}", file=sys.stderr))
         for run in runs:
+            if Path(run).is_dir():
+                check_writable_folder(run)  # a read-only run folder stops here, not after scoring
             result = evaluate_run(run, cfg)
             print("\n" + format_table(result))
             print(f"report: {result['report']}")
             results.append(result)
+        if len(results) > 1:
+            path, doc = write_aggregate(results, runs)
+            print(format_aggregate(doc))
+            print(f"aggregate: {path}")
     except (EvaluationError, RunFolderError) as e:
         print(f"classify-evaluate: error: {e}", file=sys.stderr)
         return 2
-    if len(results) > 1:
-        path, doc = write_aggregate(results, runs)
-        print(format_aggregate(doc))
-        print(f"aggregate: {path}")
+    except OutputWriteError as e:
+        done = f" ({len(results)} of {len(runs)} runs evaluated)" if len(runs) > 1 else ""
+        print(f"classify-evaluate: error: evaluation stopped{done}: {e}\n  {e.advice}, then run the same "
+              f"command again (the previous evaluation stays in place: a new one is published whole)",
+              file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    except KeyboardInterrupt:
+        print("\ninterrupted: the previous evaluation stays in place; run the same command again", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -14,7 +14,9 @@ Files up to 10 minutes are decoded whole; longer ones are decoded 5 minutes at a
 stays bounded whatever the file's length. Decoding and rendering run in `--workers` processes (default:
 one per core, each with one math-library thread; classify.windows) while the model scores the previous
 batch of window images, on the GPU when there is one. The progress bar counts files and advances within
-a long file piece by piece, with the windows scored so far.
+a long file piece by piece, with the windows scored so far. A run trained on
+silence-trimmed images (spec "trim_silence") scores each file trimmed the same way (files over 10 minutes
+are not trimmed).
 
 Rows are written as they finish, in input order (a row as soon as it and every row before it are done).
 With --out FILE they are appended to FILE.<key>.part, flushed row by row, so an interrupted or killed run
@@ -49,6 +51,8 @@ Exit status:
   2  usage error, unusable run folder (incomplete: training killed or failed; missing model.json /
      model.safetensors; pickle-only run without --trust-pickle), or no audio file found
   3  every file failed
+  4  the output could not be written (disk full, read-only folder, no permission); the rows finished
+     so far stay in the part file
   130 interrupted (Ctrl-C): the finished rows are kept in the part file
 
 Security: the model is rebuilt from `model.safetensors` + `model.json` (plain tensors and JSON: loading
@@ -74,6 +78,7 @@ from classify import model_io, runfolder
 from classify.calibration import (DEFAULT_PRIOR_SPOOF, Calibration, CalibrationError, posterior_spoof,
                                   read_calibration, training_prior, uncalibrated)
 from classify.model_io import bonafide_score, spoof_probability
+from classify.devices import check_device_name
 from classify.rowstream import PartLockedError, RowStream, other_parts
 from classify.runfolder import CALIBRATION_FILE, THRESHOLDS_FILE, RunFolderError, evaluation_dir
 from classify.thresholds import read_thresholds
@@ -82,6 +87,7 @@ from classify.windows import iter_file_windows, window_starts  # noqa: F401 (re-
 from spec2img.audio import AUDIO_EXTENSIONS
 from spec2img.cli import build_parser as build_cli, parse_settings
 from spec2img.config import SpecConfig
+from spec2img.fileio import EXIT_WRITE_FAILED, OutputWriteError, check_writable_folder
 from spec2img.progress import progress as progress_bar
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_ALL_FAILED = 0, 1, 2, 3
@@ -501,6 +507,7 @@ class PredictSettings:
             raise ValueError(f"--out {self.out} is a folder: give a file name such as {self.out / 'scores.csv'}")
         if self.explain is not None and self.explain.exists() and not self.explain.is_dir():
             raise ValueError(f"--explain {self.explain} is a file: give a folder for the pictures")
+        check_device_name(self.device)
         return self
 
 
@@ -541,21 +548,26 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr)
     try:
+        if args.out is not None:
+            check_writable_folder(args.out.parent)   # before scoring, not after
         predictor = load_predictor(args.run, args.device, args.bs, args.trust_pickle, log=log)
         predictor.prior = args.prior
+        if args.explain is not None:
+            from classify.explain import ExplainError, check_explainable
+            try:
+                log(f"--explain: {check_explainable(predictor.model, predictor.description)}")
+            except ExplainError as error:
+                print(f"error: --explain: {error}", file=sys.stderr)
+                return EXIT_USAGE
+            check_writable_folder(args.explain)
         stream, fmt = _row_stream(predictor, args)
         resumed = stream.open(PredictionRow)
     except (RunFolderError, PartLockedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    if args.explain is not None:
-        from classify.explain import ExplainError, check_explainable
-        try:
-            log(f"--explain: {check_explainable(predictor.model, predictor.description)}")
-        except ExplainError as error:
-            stream.close()
-            print(f"error: --explain: {error}", file=sys.stderr)
-            return EXIT_USAGE
+    except OutputWriteError as error:
+        print(f"error: {error}\n  {error.advice}, then run the same command again", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     files = [path for path, _ in inputs]
     known = {i: PredictionRow(path=str(path), status=why) for i, (path, why) in enumerate(inputs) if why}
     for i, path in enumerate(files):
@@ -584,15 +596,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = score_files(files, predictor, bs=args.bs, hop_fraction=args.hop, progress=args.progress,
                            workers=args.workers, on_row=write, known=known, windows_out=windows)
+        if explainer is not None:
+            log(f"wrote {explainer.drawn} picture(s) to {args.explain}")
+        text = rows_to_json(rows, predictor, args.run) if fmt == "json" else rows_to_csv(rows)
+        stream.finish(text)
     except KeyboardInterrupt:
         stream.close()
         where = f": the rows finished so far are in {stream.part}, and" if stream.part is not None else ";"
         print(f"\ninterrupted{where} running the same command again resumes", file=sys.stderr)
         return 130
-    if explainer is not None:
-        log(f"wrote {explainer.drawn} picture(s) to {args.explain}")
-    text = rows_to_json(rows, predictor, args.run) if fmt == "json" else rows_to_csv(rows)
-    stream.finish(text)
+    except OutputWriteError as error:
+        stream.close()
+        kept = f"; the rows finished so far are in {stream.part}" if stream.part is not None else ""
+        print(f"error: {error}{kept}\n  {error.advice}, then run the same command again (it resumes)",
+              file=sys.stderr)
+        return EXIT_WRITE_FAILED
     if args.out is not None:
         log(f"wrote {args.out} ({len(rows)} rows, {fmt})")
     elif stream.show == "":

@@ -25,7 +25,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Callable, Iterable, TextIO
 
-from spec2img.fileio import write_atomic
+from spec2img.fileio import output_error, write_atomic
 
 PART_SUFFIX = ".part"
 
@@ -108,6 +108,12 @@ class RowStream:
         writes it."""
         if self.part is None:
             return {}
+        try:
+            return self._open(row_type)
+        except OSError as error:                   # cannot create or append to the part: OutputWriteError
+            raise output_error(error, self.part) from None
+
+    def _open(self, row_type) -> dict[str, object]:
         self._file = _open_locked(self.part)
         if self._file.tell() == 0:
             if self.fmt != "json":
@@ -126,8 +132,11 @@ class RowStream:
     def write(self, row) -> None:
         """Append one finished row to the part (flushed) and show it."""
         if self._file is not None and id(row) not in self._kept:
-            self._file.write(self._encode(row))
-            self._file.flush()
+            try:
+                self._file.write(self._encode(row))
+                self._file.flush()
+            except OSError as error:               # disk full, the folder gone read-only: OutputWriteError
+                raise output_error(error, self.part) from None
         self._show_header()
         if self.show == "csv":
             self.stdout.write(_csv_text([self.cells(row)], self.columns, header=False))

@@ -175,16 +175,21 @@ def create_run_dir(out, arch: str, seed: int, now: float | None = None) -> Path 
     if not is_main_process():
         return None
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     base = f"{arch}-{stamp}"
     candidates = [base, f"{base}-s{seed}"] + [f"{base}-s{seed}-{k}" for k in range(2, 1000)]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise fileio.output_error(error, out) from None
     for name in candidates:
         try:
             (out / name).mkdir()
             return out / name
         except FileExistsError:
             continue
+        except OSError as error:  # read-only, no permission, no space for a folder
+            raise fileio.output_error(error, out / name) from None
     raise FileExistsError(f"cannot find a free run folder name under {out} for {base}")
 
 
@@ -275,19 +280,28 @@ class _Tee(io.TextIOBase):
 
     def __init__(self, stream, log):
         self.stream, self.log, self.pending = stream, log, ""
+        self.failed: OSError | None = None  # the log could not be written (disk full): the terminal goes on
 
     def write(self, s):
         self.stream.write(s)
-        self.pending += s
-        *lines, self.pending = self.pending.split("\n")
-        for line in lines:  # keep what a terminal would finally show after carriage returns
-            self.log.write(line.rsplit("\r", 1)[-1] + "\n")
-        self.log.flush()
+        if self.failed is None:
+            self.pending += s
+            *lines, self.pending = self.pending.split("\n")
+            try:
+                for line in lines:  # keep what a terminal would finally show after carriage returns
+                    self.log.write(line.rsplit("\r", 1)[-1] + "\n")
+                self.log.flush()
+            except OSError as error:   # the run's own next write (history.csv, weights) stops it, by name
+                self.failed = error
         return len(s)
 
     def flush(self):
         self.stream.flush()
-        self.log.flush()
+        if self.failed is None:
+            try:
+                self.log.flush()
+            except OSError as error:
+                self.failed = error
 
     def isatty(self):
         return self.stream.isatty()
@@ -297,9 +311,12 @@ class _Tee(io.TextIOBase):
         return getattr(self.stream, "encoding", "utf-8")
 
     def close_log(self):
-        if self.pending:
-            self.log.write(self.pending.rsplit("\r", 1)[-1] + "\n")
-            self.pending = ""
+        if self.pending and self.failed is None:
+            try:
+                self.log.write(self.pending.rsplit("\r", 1)[-1] + "\n")
+            except OSError as error:
+                self.failed = error
+        self.pending = ""
 
 
 class tee_output:
@@ -311,7 +328,10 @@ class tee_output:
     def __enter__(self):
         if self.path is None or not is_main_process():
             return self
-        self.file = open(self.path, "a", encoding="utf-8")
+        try:
+            self.file = open(self.path, "a", encoding="utf-8")
+        except OSError as error:
+            raise fileio.output_error(error, self.path) from None
         self.saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _Tee(sys.stdout, self.file), _Tee(sys.stderr, self.file)
         return self
@@ -320,9 +340,12 @@ class tee_output:
         if hasattr(self, "saved"):
             for tee in (sys.stdout, sys.stderr):
                 tee.close_log()
-            if exc_type is not None:  # the error that ended the run belongs in its log too
-                import traceback
-                self.file.write("".join(traceback.format_exception(exc_type, exc, tb)))
             sys.stdout, sys.stderr = self.saved
-            self.file.close()
+            try:
+                if exc_type is not None:  # the error that ended the run belongs in its log too
+                    import traceback
+                    self.file.write("".join(traceback.format_exception(exc_type, exc, tb)))
+                self.file.close()
+            except OSError:           # a full disk: the log keeps what it had; the error is reported anyway
+                pass
         return False

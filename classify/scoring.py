@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spec2img.config import SPEC_FILE, SpecConfig
+from spec2img.config import SPEC_FILE, SpecConfig, complete_spec
 from spec2img.manifest import AUG_MARK, MANIFEST_FILE, read_rows
 from spec2img.rows import LABELS
 
@@ -117,6 +117,7 @@ def images_folder(config: dict, override: Path | None) -> Path:
 def spec_mismatch(run_spec: dict, images_spec: dict) -> list[str]:
     """Return one line per spectrogram setting in which the run's spec and the images' spec.json differ."""
     keys = list(SpecConfig().to_dict())
+    run_spec, images_spec = complete_spec(run_spec), complete_spec(images_spec)   # older files: the defaults
     return [f"{k}: {run_spec.get(k)!r} for the run, {images_spec.get(k)!r} in the images"
             for k in keys if run_spec.get(k) != images_spec.get(k)]
 

@@ -10,7 +10,9 @@ Several GPUs or machines: `accelerate launch --multi_gpu --num_processes N -m cl
 """
 from __future__ import annotations
 
+import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -35,6 +37,7 @@ from classify.data import LOADERS, STORAGES, AugmentConfig, build_dataloaders
 from classify.devices import default_device
 from classify.model_io import save_model
 from spec2img.cli import build_parser as build_cli, parse_settings
+from spec2img.fileio import EXIT_WRITE_FAILED, OutputWriteError, atomic_path, check_writable_folder
 from spec2img.rows import LABELS
 
 
@@ -84,12 +87,16 @@ class TrainConfig:
             ("epochs", self.epochs, ">= 0", self.epochs >= 0),
             ("freeze_epochs", self.freeze_epochs, ">= 0", self.freeze_epochs >= 0),
             ("bs", self.bs, ">= 1", self.bs >= 1), ("lr", self.lr, ">= 0", self.lr >= 0),
-            ("size", self.size, ">= 0", self.size >= 0), ("mixup", self.mixup, ">= 0", self.mixup >= 0),
+            ("size", self.size, ">= 0", self.size >= 0),
+            ("mixup", self.mixup, "finite and >= 0", 0 <= self.mixup < math.inf),
             ("early_stop", self.early_stop, ">= 0", self.early_stop >= 0),
+            ("workers", self.workers, ">= 0", self.workers >= 0),
             ("precision", self.precision, "one of " + ", ".join(devices.PRECISIONS), self.precision in devices.PRECISIONS),
             ("storage", self.storage, "one of " + ", ".join(STORAGES), self.storage in STORAGES),
             ("loader", self.loader, "one of " + ", ".join(LOADERS), self.loader in LOADERS),
             ("memory_gb", self.memory_gb, ">= 0", self.memory_gb >= 0)) if not ok]
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            problems.append(f"--out {self.out} is a file: give the folder that holds the run folders")
         if self.bs >= 1 and distributed.is_distributed():
             try:
                 distributed.per_process_bs(self.bs)
@@ -175,6 +182,11 @@ def fit(learn: Learner, cfg: TrainConfig):
                 message = out_of_memory_message(cfg, e)
                 watch.announce(message)
                 raise SystemExit(message) from None
+            if isinstance(e, RuntimeError) and "can't allocate memory" in str(e):  # the CPU allocator's message
+                message = (f"error: out of memory with --bs {cfg.bs} and --size {cfg.size or 'the images own'} "
+                           f"({cfg.arch}): lower --bs or --size. ({str(e).strip().splitlines()[-1][:200]})")
+                watch.announce(message)
+                raise SystemExit(message) from None
             if watch.peer_failure() is not None:  # this process's error follows another's failure, already printed
                 raise SystemExit(1) from None
             raise
@@ -226,7 +238,8 @@ def export_learner(learn: Learner, path: Path):
     if hasattr(trained_on, "for_export"):
         learn.dls = trained_on.for_export()
     try:
-        learn.export(Path(path).resolve())
+        with atomic_path(Path(path).resolve()) as tmp:   # torch.save writes straight to the name it is given
+            learn.export(tmp)
     finally:
         learn.dls = trained_on
 
@@ -247,6 +260,8 @@ class LateEarlyStopping(EarlyStoppingCallback):
 def train(cfg: TrainConfig, log=print) -> TrainResult:
     """Train per `cfg`, write the run folder (rank 0), and return where it is with the trained learner."""
     cfg.validate()  # a wrong setting or an unknown --arch stops here, before any data is read
+    if runfolder.is_main_process():
+        check_writable_folder(cfg.out)  # a read-only or unwritable --out stops here too, not after training
     if not runfolder.is_main_process():
         log = _silent  # one copy of each message: rank 0's
     if cfg.pretrained and not cfg.fine_tunes():
@@ -337,6 +352,14 @@ def main(argv: list[str] | None = None) -> None:
         train(cfg)
     except (archs.UnknownArchError, archs.PretrainedWeightsUnavailable, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
+    except OutputWriteError as e:  # disk full, read-only: the run folder stays unfinished, runs/latest unchanged
+        print(f"error: training stopped: {e}\n  {e.advice}, then train again (into a new run folder; "
+              f"{Path(cfg.out) / runfolder.LATEST} still points to the last finished run)", file=sys.stderr)
+        raise SystemExit(EXIT_WRITE_FAILED) from None
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: this run folder stays unfinished and {Path(cfg.out) / runfolder.LATEST} still points to "
+              f"the last finished run; train again to start over", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         distributed.teardown()
 

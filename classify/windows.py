@@ -2,7 +2,8 @@
 
 A file no longer than the training duration is one window (repeat-padded as in training); a longer one is
 cut into windows of that duration, `hop_fraction` of a window apart, the last aligned to the end of the file
-so its tail is scored. Files up to WHOLE_FILE_SECONDS are decoded whole, as one piece; longer ones in pieces
+so its tail is scored. A run trained on silence-trimmed images (spec "trim_silence") has each file up to
+WHOLE_FILE_SECONDS trimmed the same way before it is cut (longer files are not trimmed). Files up to WHOLE_FILE_SECONDS are decoded whole, as one piece; longer ones in pieces
 of CHUNK_SECONDS (plus one window), each decoded on its own, so memory stays bounded whatever the file's
 length, a long file is spread over the workers, and progress is reported piece by piece.
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from spec2img.audio import AudioError, load_audio, probe_audio
 from spec2img.config import SpecConfig
-from spec2img.features import SilentClipError, clip_to_image
+from spec2img.features import SilentClipError, clip_to_image, speech_span
 
 WHOLE_FILE_SECONDS = 600.0   # files up to this long are decoded in one piece
 CHUNK_SECONDS = 300.0        # longer files are decoded this many seconds (plus one window) at a time
@@ -85,8 +86,12 @@ def iter_piece_windows(path: Path, spec: SpecConfig, hop_fraction: float = 0.5, 
         duration = probe_audio(path).duration
     if duration <= WHOLE_FILE_SECONDS:
         wave, _ = load_audio(path, sr)
+        first = 0
+        if spec.trim_silence:   # trained on trimmed clips: score the same part (longer files: windows, untrimmed)
+            first, last = speech_span(wave, spec)
+            wave = wave[first:last]
         for s in window_starts(wave.size, win, _hop(spec, hop_fraction), spec.hop_length):
-            yield s / sr, wave[s:s + win]
+            yield (first + s) / sr, wave[s:s + win]
         return
     group = piece_plan(duration, spec, hop_fraction)[piece]
     base = group[0]
@@ -126,6 +131,8 @@ def render_piece(index: int, path: Path, spec: SpecConfig, hop_fraction: float, 
                 out.starts.append(start)
             except SilentClipError as error:       # a silent stretch of a longer file: skip that window
                 out.silent = out.silent or f"error: {error}"
+    except SilentClipError as error:              # silent, or trimming (spec "trim_silence") leaves too little
+        out.error = f"error: {error}"
     except AudioError as error:
         out.error = f"error: {error}"
         if getattr(error, "info", None) is not None:   # truncated: the duration that decodes

@@ -1,4 +1,4 @@
-"""spec2img: render labeled speech collections as normalized log-mel-spectrogram PNG images."""
+"""spec2img: render labeled speech collections as normalized spectrogram PNG images (mel, linear, CQT or LFCC)."""
 from .config import SpecConfig, load_spec, save_spec
 from .features import audio_file_to_image, clip_to_image
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_path, write_json
+from .fileio import EXIT_WRITE_FAILED, OutputWriteError, atomic_path, output_error, write_json
 from .manifest import AUG_MARK, MANIFEST_FILE, STATUS_OK, read_rows
 from .rows import LABELS, SPLITS
 
@@ -37,9 +37,10 @@ def _rank(name: str, vocabulary: tuple[str, ...]) -> tuple:
 
 
 def reason_group(status: str) -> str:
-    """Return the kind of skip reason, without the file-specific detail in parentheses."""
+    """Return the kind of skip reason, without the file-specific detail in parentheses or after a colon
+    ("truncated: header says 3.00 s, decoded 0.25 s" -> "truncated")."""
     reason = status.removeprefix("skipped:").strip()
-    return reason.split(" (")[0].strip() or "unknown"
+    return reason.split(" (")[0].split(":")[0].strip() or "unknown"
 
 
 def summarize(values: list[float]) -> dict:
@@ -187,10 +188,16 @@ def write_audit(images: Path) -> Path:
     clip_seconds = None
     spec = images / "spec.json"
     if spec.is_file():
-        clip_seconds = json.loads(spec.read_text()).get("duration")
+        try:
+            clip_seconds = json.loads(spec.read_text()).get("duration")
+        except (OSError, ValueError, AttributeError):   # the audit does without the marker
+            clip_seconds = None
     report = audit_rows(rows, clip_seconds)
     folder = images / AUDIT_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise output_error(error, folder) from None
     ok = [r for r in rows if r["status"] == STATUS_OK and AUG_MARK not in r["clip_id"]]
     labels = list(report["duration_seconds"])
 
@@ -229,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OutputWriteError as error:
+        print(f"error: {error}\n  {error.advice}, then run the audit again", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     report = json.loads((folder / AUDIT_FILE).read_text())
     print(f"{report['converted']} clips converted ({report['augmented_images']} augmented images), "
           f"{report['skipped']['count']} skipped")

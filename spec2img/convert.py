@@ -10,20 +10,22 @@
   another split assignment is refused (OutputFolderError) unless `overwrite` is set.
 - `--shard K/N`: clips sorted by id, clip i belongs to shard i mod N + 1 (balanced, deterministic);
   manifest rows go to a per-shard part and are merged (see spec2img.manifest).
-- Workers: one process per core, each limited to one BLAS/OpenMP thread.
+- Workers: one process per core, each limited to one BLAS/OpenMP thread, each ending with the parent
+  (spec2img.workers), so a killed run leaves no worker writing on.
+- An output that cannot be written (disk full, read-only folder) stops the run with ConversionStopped,
+  holding the summary of what was written; this shard's temporary files are removed first. The images
+  written are kept, so the same command completes the set once the cause is fixed.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import multiprocessing as mp
 import os
 import shutil
 import socket
-import sys
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -31,18 +33,19 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .audio import AudioError, probe_audio
+from .audio import AudioError, AudioInfo, probe_audio
 from .audit import AUDIT_DIR, write_audit
-from .augment import augment_wave, variant_params
-from .config import SPEC_FILE, SpecConfig
+from .augment import DEFAULT_KINDS, augment_wave, check_available, expand_kinds, variant_params
+from .config import SPEC_FILE, SpecConfig, complete_spec
 from .cues import CUE_COLUMNS, cue_cells, file_cues
 from .datasets import LAYOUTS
 from .features import SilentClipError, clip_to_image, load_clip
-from .fileio import final_name, is_temporary, write_atomic, write_json
+from .fileio import OutputWriteError, final_name, is_temporary, output_error, write_atomic, write_json
 from .manifest import (AUG_MARK, MANIFEST_FILE, PARTS_DIR, STATUS_OK, PartWriter, merge_parts,
                        previous_rows, skipped_status)
 from .progress import progress
 from .rows import SPLITS, ClipRow, LayoutError
+from .workers import end_with_parent, pool_context
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS")
@@ -50,6 +53,15 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
 
 class OutputFolderError(Exception):
     """The output folder holds images made otherwise; str() lists the differences and the fix."""
+
+
+class ConversionStopped(Exception):
+    """An output could not be written (fileio.OutputWriteError in `error`): the run stopped, keeping what it
+    wrote; `summary` counts that (its `manifest` is None: manifest.csv was not merged)."""
+
+    def __init__(self, summary: "ConvertSummary", error: OutputWriteError):
+        super().__init__(str(error))
+        self.summary, self.error = summary, error
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -69,7 +81,7 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
         ratios = tuple(float(x) for x in text.split(","))
     except ValueError:
         ratios = ()
-    if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6:
+    if len(ratios) != 3 or not all(0 <= r <= 1 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
         raise ValueError("expected three fractions summing to 1, e.g. 0.7,0.15,0.15")
     return ratios
 
@@ -85,17 +97,22 @@ class ConvertOptions:
     split_ratios: tuple[float, float, float] = field(default=(0.7, 0.15, 0.15),  # split fractions for datasets
                                                      metadata={"parse": parse_ratios,   # without their own splits
                                                                "metavar": "TRAIN,VAL,TEST"})
-    augment: int = 0              # K extra variants per train clip: noise 5-30 dB SNR, pitch ±2 semitones,
-                                  # time stretch 0.9-1.1, one or several per variant
+    augment: int = 0              # K extra augmented variants per train clip (val and test never), drawn from
+                                  # augment_kinds
+    augment_kinds: str = DEFAULT_KINDS  # comma-separated kinds or groups a variant draws one of, '+' chaining
+                                  # kinds: rawboost, codec, channel, classic, all (see spec2img.augment)
     overwrite: bool = False       # when the folder holds images made with other settings (or another source or
                                   # split assignment), delete its images, manifest and audit first
     progress: bool = True         # progress bar on stderr
 
     def validate(self) -> "ConvertOptions":
-        """Return self, or raise ValueError naming the option that cannot work."""
+        """Return self, or raise ValueError naming the option that cannot work (UnknownKindError for an
+        augmentation kind), or CodecUnavailable naming what to install."""
         if self.augment < 0 or self.workers < 0:
             raise ValueError("--augment and --workers must be >= 0")
         parse_shard(f"{self.shard[0]}/{self.shard[1]}")
+        if self.augment:
+            check_available(expand_kinds(self.augment_kinds))
         return self
 
 
@@ -130,6 +147,7 @@ def spec_document(cfg: SpecConfig, source: Path, layout: str, rows: Sequence[Cli
         "split_ratios": list(opts.split_ratios),
         "augment": opts.augment,                   # variants per train clip
         "augment_seed": opts.seed if opts.augment else None,
+        "augment_kinds": list(expand_kinds(opts.augment_kinds)) if opts.augment else None,  # entries drawn from
     }
     return doc
 
@@ -137,15 +155,16 @@ def spec_document(cfg: SpecConfig, source: Path, layout: str, rows: Sequence[Cli
 def spec_differences(old: dict, new: dict) -> list[str]:
     """Return one line per setting in which two spec.json dicts differ (empty when compatible)."""
     lines = []
+    old_settings = complete_spec(old)
     for key in SpecConfig().to_dict():
-        if old.get(key) != new.get(key):
-            lines.append(f"{key}: {old.get(key)!r} in the folder, {new.get(key)!r} now")
+        if old_settings.get(key) != new.get(key):
+            lines.append(f"{key}: {old_settings.get(key)!r} in the folder, {new.get(key)!r} now")
     for key in ("root", "layout"):
         a, b = old.get("source", {}).get(key), new["source"][key]
         if a != b:
             lines.append(f"source {key}: {a!r} in the folder, {b!r} now")
     oc, nc = old.get("conversion", {}), new["conversion"]
-    for key in ("augment", "augment_seed"):
+    for key in ("augment", "augment_seed", "augment_kinds"):
         if oc.get(key) != nc[key]:
             lines.append(f"{key}: {oc.get(key)!r} in the folder, {nc[key]!r} now")
     if oc.get("rows_sha1") != nc["rows_sha1"]:
@@ -167,6 +186,9 @@ def prepare_output(images: Path, doc: dict, overwrite: bool, log: Callable = pri
     """Make `images` ready for `doc`'s settings: write spec.json when new, accept the same settings
     (resume / another shard), else raise OutputFolderError, or with `overwrite` start afresh."""
     images = Path(images)
+    if images.exists() and not images.is_dir():
+        raise OutputFolderError(f"--out {images} is a file, not a folder: give the folder to write the images to "
+                                f"(a new name, or a folder made by spec2img)")
     spec_path = images / SPEC_FILE
     made_before = [n for n in (*SPLITS, MANIFEST_FILE, PARTS_DIR) if (images / n).exists()]
     if spec_path.is_file():
@@ -364,8 +386,8 @@ def one_math_thread():
     return _math_libraries().limit(limits=1)
 
 
-def init_worker(cfg_dict: dict, images: str, seed: int, augment: bool = False, in_pool: bool = True,
-                niceness: int = 0) -> None:
+def init_worker(cfg_dict: dict, images: str, seed: int, augment_kinds: tuple[str, ...] = (),
+                in_pool: bool = True, niceness: int = 0) -> None:
     """Set up a worker: one math-library thread, the settings, the output folder, warm libraries; pool
     workers ignore Ctrl-C (the parent stops the pool and keeps what is finished); `niceness` lowers the
     worker's CPU priority below its parent's."""
@@ -377,8 +399,8 @@ def init_worker(cfg_dict: dict, images: str, seed: int, augment: bool = False, i
         if niceness and hasattr(os, "nice"):
             os.nice(niceness)
     _WORKER["limits"] = one_math_thread()         # pools already started (numpy's BLAS)
-    _WORKER.update(cfg=SpecConfig.from_dict(cfg_dict), images=Path(images), seed=seed)
-    warm_up(_WORKER["cfg"], augment)
+    _WORKER.update(cfg=SpecConfig.from_dict(cfg_dict), images=Path(images), seed=seed, kinds=augment_kinds)
+    warm_up(_WORKER["cfg"], bool(augment_kinds))
 
 
 def _reusable(previous: dict | None, relpath: str) -> bool:
@@ -395,11 +417,13 @@ def _cues(path: Path, info) -> dict | None:
         return None
 
 
-def _skip(row: ClipRow, reason: str, levels=("", "")) -> dict:
-    try:
-        info = probe_audio(row.path)
-    except AudioError:
-        info = None
+def _skip(row: ClipRow, reason: str, levels=("", ""), info: AudioInfo | None = None) -> dict:
+    """Return the `skipped: <reason>` row; `info` (what decoded, for a truncated file) or the header's."""
+    if info is None:
+        try:
+            info = probe_audio(row.path)
+        except AudioError:
+            info = None
     return manifest_row(row, skipped_status(reason), info=info, levels=levels)
 
 
@@ -414,8 +438,8 @@ def convert_clip(task: tuple[ClipRow, int, tuple]) -> tuple[list[dict], int]:
         return list(previous), 0
     try:
         wave, info = load_clip(row.path, cfg)
-    except AudioError as error:
-        return [_skip(row, str(error))], 0
+    except AudioError as error:       # a truncated file carries the duration that decoded
+        return [_skip(row, str(error), info=getattr(error, "info", None))], 0
     except Exception as error:        # a decoder crash on a strange file must not stop the run
         return [_skip(row, f"unexpected error ({type(error).__name__}: {error})")], 0
     cues = _cues(row.path, info)
@@ -424,7 +448,7 @@ def convert_clip(task: tuple[ClipRow, int, tuple]) -> tuple[list[dict], int]:
         if valid[k] and _reusable(previous[k], rel):
             out.append(previous[k])
             continue
-        params = variant_params(_WORKER["seed"], row.clip_id, k) if k else None
+        params = variant_params(_WORKER["seed"], row.clip_id, k, _WORKER["kinds"], cfg.sample_rate) if k else None
         try:
             clip = wave if k == 0 else augment_wave(wave, cfg.sample_rate, params)
             if not valid[k]:
@@ -462,33 +486,29 @@ def resolve_workers(workers: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _pool_context(torch_free: bool = False) -> mp.context.BaseContext:
-    """Fork on Linux (workers inherit the imported libraries: fast start); spawn elsewhere or when
-    torch is loaded in this process (forking its thread pools is unsafe), unless `torch_free`: workers
-    that never call torch (numpy, soundfile, soxr, librosa only: no OpenMP, no CUDA) are forked even
-    then, as PyTorch's own DataLoader forks its workers."""
-    if sys.platform.startswith("linux") and (torch_free or "torch" not in sys.modules):
-        return mp.get_context("fork")
-    return mp.get_context("spawn")
+def _init_pool_worker(parent_pid: int, *args) -> None:
+    """Pool initializer: end with the parent process (spec2img.workers), then `init_worker(*args)`."""
+    end_with_parent(parent_pid)
+    init_worker(*args)
 
 
-def worker_pool(workers: int, cfg: SpecConfig, images: Path | str = "", seed: int = 0, augment: bool = False,
-                torch_free: bool = False, niceness: int = 0):
-    """Return a process pool of `workers` conversion workers (init_worker: one math-library thread each,
-    the settings, warm libraries, `niceness` below this process's priority); conversion and prediction both
-    render through it."""
-    context = _pool_context(torch_free)
+def worker_pool(workers: int, cfg: SpecConfig, images: Path | str = "", seed: int = 0,
+                augment_kinds: tuple[str, ...] = (), torch_free: bool = False, niceness: int = 0):
+    """Return a process pool of `workers` conversion workers that end with this process (spec2img.workers)
+    and run init_worker (one math-library thread each, the settings, warm libraries, `niceness` below this
+    process's priority); conversion and prediction both render through it."""
+    context = pool_context(torch_free)
     if context.get_start_method() == "fork":
-        warm_up(cfg, augment)
+        warm_up(cfg, bool(augment_kinds))
         _math_libraries()                             # scanned once here, after the imports, for every worker
-    return context.Pool(workers, initializer=init_worker,
-                        initargs=(cfg.to_dict(), str(images), seed, augment, True, niceness))
+    return context.Pool(workers, initializer=_init_pool_worker,
+                        initargs=(os.getpid(), cfg.to_dict(), str(images), seed, tuple(augment_kinds), True, niceness))
 
 
 def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOptions) -> Iterable:
     """Yield convert_clip results, in this process (1 worker) or from a pool of processes."""
     workers = min(resolve_workers(opts.workers), max(1, len(tasks)))
-    args = (cfg.to_dict(), str(images), opts.seed, opts.augment > 0)
+    args = (cfg.to_dict(), str(images), opts.seed, expand_kinds(opts.augment_kinds) if opts.augment else ())
     if workers == 1:
         with one_math_thread():
             init_worker(*args, in_pool=False)
@@ -496,16 +516,18 @@ def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOp
                 yield convert_clip(task)
         return
     chunksize = max(1, min(8, len(tasks) // (workers * 32)))   # small chunks: no straggler at the end
-    with worker_pool(workers, cfg, images, opts.seed, opts.augment > 0) as pool:
+    with worker_pool(workers, cfg, images, opts.seed, args[3]) as pool:
         yield from pool.imap_unordered(convert_clip, tasks, chunksize=chunksize)
 
 
 def convert_rows(rows: Sequence[ClipRow], images: Path, cfg: SpecConfig, opts: ConvertOptions,
                  source: Path, layout: str, log: Callable = print) -> ConvertSummary:
     """Convert the rows of this shard into `images` and merge the manifest; return the summary.
-    Rows must already carry their split. Raises OutputFolderError, LayoutError."""
+    Rows must already carry their split. Raises OutputFolderError, LayoutError, ValueError (a setting,
+    an unknown augmentation kind), CodecUnavailable."""
     started = time.perf_counter()
     cfg.validate()
+    opts.validate()
     images = Path(images)
     check_rows(rows)
     prepare_output(images, spec_document(cfg, source, layout, rows, opts), opts.overwrite, log)
@@ -513,20 +535,27 @@ def convert_rows(rows: Sequence[ClipRow], images: Path, cfg: SpecConfig, opts: C
     mine = shard_of(rows, shard, n_shards)
     if n_shards > 1:
         log(f"shard {shard}/{n_shards}: {len(mine)} of {len(rows)} clips")
-    with shard_lock(images, shard, n_shards):
-        summary = _convert_shard(mine, images, cfg, opts, log)
-    expected = {image_name(r.clip_id, k) for r in rows for k in range(variants_of(r, opts.augment) + 1)}
-    summary.manifest, present = merge_parts(images, expected)
+    summary = ConvertSummary(total=len(mine))
+    try:
+        with shard_lock(images, shard, n_shards):
+            _convert_shard(mine, images, cfg, opts, summary, log)
+        expected = {image_name(r.clip_id, k) for r in rows for k in range(variants_of(r, opts.augment) + 1)}
+        summary.manifest, present = merge_parts(images, expected)
+    except OSError as error:          # disk full, read-only folder: stop, saying what was written
+        summary.manifest, summary.seconds = None, time.perf_counter() - started
+        raise ConversionStopped(summary, output_error(error)) from None
     summary.missing = sum(r.clip_id not in present for r in rows)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def _convert_shard(mine: list[ClipRow], images: Path, cfg: SpecConfig, opts: ConvertOptions,
-                   log: Callable) -> ConvertSummary:
-    """Convert this shard's clips, writing its manifest part; return the counts."""
+                   summary: ConvertSummary, log: Callable) -> None:
+    """Convert this shard's clips, writing its manifest part and counting into `summary`. However it ends
+    (finished, Ctrl-C, a failed write), the workers are stopped and this shard's temporary files removed."""
     previous = previous_rows(images)
-    removed = remove_stale_temp_files(images, {r.clip_id for r in mine})
+    ids = {r.clip_id for r in mine}
+    removed = remove_stale_temp_files(images, ids)
     if removed:
         log(f"removed {removed} unfinished temporary image(s) left by an interrupted run")
     tasks = []
@@ -534,18 +563,18 @@ def _convert_shard(mine: list[ClipRow], images: Path, cfg: SpecConfig, opts: Con
         n = variants_of(row, opts.augment)
         tasks.append((row, n, tuple(previous.get(image_name(row.clip_id, k)) for k in range(n + 1))))
     del previous
-    summary = ConvertSummary(total=len(mine))
     part = PartWriter(images, *opts.shard)
     try:
-        with progress(total=len(tasks), desc="converting", unit="clip", enabled=opts.progress) as bar:
-            for result_rows, written in run_tasks(tasks, cfg, images, opts):
+        with closing(run_tasks(tasks, cfg, images, opts)) as results, \
+                progress(total=len(tasks), desc="converting", unit="clip", enabled=opts.progress) as bar:
+            for result_rows, written in results:
                 part.write(result_rows)
                 _count(summary, result_rows, written)
                 bar.update()
         part.finish()
-    finally:
+    finally:                          # closing() has terminated and joined the pool: no writer is left
         part.close()
-    return summary
+        remove_stale_temp_files(images, ids)
 
 
 def _count(summary: ConvertSummary, result_rows: list[dict], written: int) -> None:
@@ -563,7 +592,8 @@ def _count(summary: ConvertSummary, result_rows: list[dict], written: int) -> No
 def convert(source: Path, images: Path, cfg: SpecConfig, opts: ConvertOptions,
             log: Callable = print) -> ConvertSummary:
     """Read the dataset at `source`, assign splits, convert (this shard of) it into `images`, write
-    the audit when the manifest is complete; return the summary. Raises LayoutError, OutputFolderError."""
+    the audit when the manifest is complete; return the summary. Raises LayoutError, OutputFolderError,
+    fileio.OutputWriteError (nothing could be written), ConversionStopped (a write failed part-way)."""
     from .datasets import detect_layout, iter_rows
     from .splits import assign_splits
     source = Path(source).expanduser()
@@ -574,7 +604,10 @@ def convert(source: Path, images: Path, cfg: SpecConfig, opts: ConvertOptions,
     rows = assign_splits(rows, ratios=opts.split_ratios, seed=opts.seed)
     summary = convert_rows(rows, images, cfg, opts, source, layout, log)
     if summary.missing == 0:
-        write_audit(images)
+        try:
+            write_audit(images)
+        except OSError as error:      # every image and manifest.csv are written: only the audit is missing
+            raise ConversionStopped(summary, output_error(error)) from None
     else:
         log(f"{summary.missing} clips of other shards are not converted yet: {MANIFEST_FILE} and "
             f"the audit are completed by the run that finishes last")

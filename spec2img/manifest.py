@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 from typing import Iterable
 
-from .fileio import publish, write_atomic
+from .fileio import output_error, publish, write_atomic
 from .rows import LABELS, SPLITS
 
 MANIFEST_FILE = "manifest.csv"
@@ -85,28 +85,42 @@ class PartWriter:
 
     def __init__(self, images: Path, shard: int, n_shards: int):
         folder = Path(images) / PARTS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / part_name(shard, n_shards)
         self.partial = self.path.with_name(self.path.name + ".part")
-        self._file = open(self.partial, "w", newline="", encoding="utf-8")
-        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
-        self._writer.writeheader()
-        self._file.flush()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.partial, "w", newline="", encoding="utf-8")
+            self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
+            self._writer.writeheader()
+            self._file.flush()
+        except OSError as error:
+            raise output_error(error, self.partial) from None
 
     def write(self, rows: Iterable[dict]) -> None:
-        for row in rows:
-            self._writer.writerow(row)
-        self._file.flush()
+        """Append and flush `rows`; fileio.OutputWriteError naming the part when the disk refuses them."""
+        try:
+            for row in rows:
+                self._writer.writerow(row)
+            self._file.flush()
+        except OSError as error:
+            raise output_error(error, self.partial) from None
 
     def finish(self) -> Path:
         """Close and atomically rename the part to its final name; return that path."""
-        self._file.close()
-        return publish(self.partial, self.path)
+        try:
+            self._file.close()
+            return publish(self.partial, self.path)
+        except OSError as error:
+            raise output_error(error, self.path) from None
 
     def close(self) -> None:
-        """Close without finishing (an interrupted run leaves the .part for the next run to read)."""
+        """Close without finishing (an interrupted run leaves the .part for the next run to read; rows that
+        a full disk refused are simply converted again)."""
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass
 
 
 def sort_key(row: dict) -> tuple:

@@ -36,7 +36,7 @@ def test_summary_names_bad_files_and_writes_everything(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "dataset layout: folders" in text
     assert f"6 converted, 2 skipped (list in {out / 'manifest.csv'})" in text
-    assert "skipped fake__broken" in text and "not a readable audio file" in text
+    assert "skipped fake__broken" in text and "not audio: a text file" in text
     assert "skipped real__silence" in text and "silent" in text
     assert len(list(out.glob("*/*/*.png"))) == 6
     spec = json.loads((out / "spec.json").read_text())
@@ -104,3 +104,56 @@ def test_killed_conversion_resumes_to_the_complete_set(tmp_path):
     assert not stale_parts(out, recursive=True)
     rows = read_rows(out / "manifest.csv")
     assert len(rows) == 16 and all(r["status"] == "ok" for r in rows)
+
+
+def test_front_end_trimming_and_augmentation_settings(tmp_path, capsys):
+    src = make_tree(tmp_path / "src")
+    click = np.zeros(32000, np.float32)
+    click[16000:16200] = 0.5                                # 12 ms of sound in 2 s of silence
+    sf.write(src / "real" / "click.wav", click, 16000)
+    out = tmp_path / "images"
+    args = [str(src), "--out", str(out), *SMALL, "--frontend", "lfcc", "--trim-silence", "--crop", "center",
+            "--augment", "1", "--augment-kinds", "telephone,mp3"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "skipped real__click" in text and "trimming leaves 0.0" in text
+    spec = json.loads((out / "spec.json").read_text())
+    assert (spec["frontend"], spec["trim_silence"], spec["crop"], spec["image_height"]) == ("lfcc", True, "center", 60)
+    assert spec["conversion"]["augment_kinds"] == ["telephone", "mp3"]
+    augmented = [r["augmentation"] for r in read_rows(out / "manifest.csv") if r["augmentation"]]
+    assert augmented and all(a.startswith(("telephone low_hz=", "mp3 kbps=")) for a in augmented)
+    assert main(args[:-1] + ["rawboost"]) == 2              # other kinds: another image set
+    assert "augment_kinds: ['telephone', 'mp3'] in the folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--augment", "1", "--augment-kinds", "mp3,gsm"], "unknown augmentation kind 'gsm'"),
+    (["--frontend", "cqt", "--sample-rate", "8000"], "cqt bins above Nyquist"),
+    (["--frontend", "lfcc", "--n-lfcc", "40"], "n_lfcc=40 must be between 1 and lfcc_filters=20"),
+])
+def test_settings_that_cannot_work_stop_before_any_image(tmp_path, capsys, flags, message):
+    src = make_tree(tmp_path / "src", n=2)
+    assert main([str(src), "--out", str(tmp_path / "images"), *SMALL, *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "images").exists()
+
+
+def test_unknown_front_end_is_refused_by_name(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), "--frontend", "gammatone"])
+    assert exit_info.value.code == 2
+    assert "--frontend: invalid choice: 'gammatone'" in capsys.readouterr().err
+
+
+def test_a_folder_from_before_the_front_end_settings_resumes(tmp_path, capsys):
+    src = make_tree(tmp_path / "src", n=4)
+    out = tmp_path / "images"
+    assert main([str(src), "--out", str(out), *SMALL]) == 0
+    spec = json.loads((out / "spec.json").read_text())
+    for key in ("frontend", "crop", "trim_silence", "trim_db", "cqt_bins", "n_lfcc"):
+        del spec[key]                                       # as an older spec2img wrote it
+    del spec["conversion"]["augment_kinds"]
+    (out / "spec.json").write_text(json.dumps(spec))
+    capsys.readouterr()
+    assert main([str(src), "--out", str(out), *SMALL]) == 0
+    assert "0 images written, 4 clips already done" in capsys.readouterr().out

@@ -12,7 +12,6 @@ from audiogen import write_tone
 from PIL import Image
 
 from spec2img import SpecConfig, convert
-from spec2img.augment import add_noise, augment_wave, pitch_shift, time_stretch, variant_params
 from spec2img.convert import (ConvertOptions, OutputFolderError, convert_rows, png_is_valid, shard_of)
 from spec2img.manifest import COLUMNS, CONTRACT_COLUMNS, read_rows
 from spec2img.rows import ClipRow
@@ -123,10 +122,10 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_converted(tmp_path):
     reasons = {clip_id: reason for clip_id, _, reason in summary.skipped}
     assert set(reasons) == set(names)
     assert "empty" in reasons["empty"]
-    assert "not a readable audio file" in reasons["text"]
+    assert reasons["text"].startswith("not audio: a text file")
     assert "NaN" in reasons["nan"]
     assert reasons["silent"].startswith("silent")
-    assert reasons["truncated"]
+    assert reasons["truncated"].startswith("truncated: header says 2.00 s, decoded 0.")
     m = manifest(tmp_path / "images")
     for n in names:
         assert m[n]["status"] == f"skipped: {reasons[n]}" and m[n]["image"] == ""
@@ -180,7 +179,7 @@ def test_shards_together_equal_one_run(tmp_path):
 def test_pool_of_workers_gives_the_same_images(tmp_path, monkeypatch, start):
     rows = make_rows(tmp_path, n=8)
     run(rows, tmp_path / "one")
-    monkeypatch.setattr(convert, "_pool_context", lambda *torch_free: multiprocessing.get_context(start))
+    monkeypatch.setattr(convert, "pool_context", lambda *torch_free: multiprocessing.get_context(start))
     run(rows, tmp_path / "two", opts=ConvertOptions(workers=2, progress=False))
     assert pngs(tmp_path / "one") == pngs(tmp_path / "two")
 
@@ -202,30 +201,6 @@ def test_augmented_variants_only_in_train_and_reproducible(tmp_path):
     row = m[f"{train[0].clip_id}__aug1"]
     assert row["path"] == m[train[0].clip_id]["path"] and row["status"] == "ok" and row["augmentation"]
     assert len(m) == len(rows) + len(variants)
-
-
-def test_augmentation_functions():
-    sr = 16000
-    t = np.arange(sr) / sr
-    wave = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
-    noisy = add_noise(wave, 10.0, np.random.default_rng(0))
-    snr = 10 * np.log10(np.mean(wave.astype(np.float64) ** 2) / np.mean((noisy - wave).astype(np.float64) ** 2))
-    assert snr == pytest.approx(10.0, abs=0.3)
-    assert time_stretch(wave, sr, 1.1).size == pytest.approx(sr / 1.1, rel=0.01)
-    shifted = pitch_shift(wave, sr, 2.0)
-    assert shifted.size == wave.size
-    peak_hz = np.argmax(np.abs(np.fft.rfft(shifted))) * sr / shifted.size
-    assert peak_hz == pytest.approx(1000 * 2 ** (2 / 12), rel=0.01)
-    params = [variant_params(0, "clip", k) for k in range(1, 40)]
-    assert variant_params(0, "clip", 1) == params[0] and variant_params(1, "clip", 1) != params[0]
-    for p in params:
-        assert any(v is not None for v in (p.snr_db, p.semitones, p.stretch))
-        assert p.snr_db is None or 5 <= p.snr_db <= 30
-        assert p.semitones is None or -2 <= p.semitones <= 2
-        assert p.stretch is None or 0.9 <= p.stretch <= 1.1
-    assert {(p.snr_db is None, p.semitones is None, p.stretch is None) for p in params} >= {
-        (False, True, True), (True, False, True), (True, True, False)}
-    np.testing.assert_array_equal(augment_wave(wave, sr, params[0]), augment_wave(wave, sr, params[0]))
 
 
 def test_interrupted_manifest_part_is_reused(tmp_path):

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -15,8 +16,9 @@ import numpy as np
 import soundfile as sf
 
 from ..cli import build_parser as build_cli, parse_settings
-from ..fileio import atomic_path, remove_stale_parts, write_atomic
+from ..fileio import EXIT_WRITE_FAILED, OutputWriteError, atomic_path, output_error, remove_stale_parts, write_atomic
 from ..progress import progress
+from ..workers import end_with_parent, pool_context
 from .talker import Speaker, make_speaker, synthesize_bonafide
 from .vocoders import SPOOFERS, SYSTEMS, output_stage, warm_up
 
@@ -145,8 +147,10 @@ def _one_math_thread():
     return threadpool_limits(1)
 
 
-def _init_worker() -> None:
-    """Pool initializer: one math thread for the worker's lifetime."""
+def _init_worker(parent_pid: int) -> None:
+    """Pool initializer: end with the parent (spec2img.workers), leave Ctrl-C to it, one math thread."""
+    end_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _one_math_thread().__enter__()
 
 
@@ -219,6 +223,8 @@ version never land in different splits. Convert with
 def _folder_state(folder: Path, cfg: DemoConfig, overwrite: bool, log) -> None:
     """Check that `folder` is empty or holds a synthetic corpus of the same settings; with `overwrite`,
     remove an older synthetic corpus. Raises DemoError saying what to do otherwise."""
+    if folder.exists() and not folder.is_dir():
+        raise DemoError(f"{folder} is a file, not a folder: choose a new or empty folder for the synthetic corpus")
     settings_path = folder / SETTINGS_FILE
     if settings_path.is_file():
         try:
@@ -255,7 +261,10 @@ def generate_corpus(folder: Path, cfg: DemoConfig = DemoConfig(), workers: int =
     cfg.validate()
     folder = Path(folder)
     _folder_state(folder, cfg, overwrite, log)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise output_error(error, folder) from None
     remove_stale_parts(folder / AUDIO_DIR, recursive=True)
     plan = plan_corpus(cfg)
     clips = corpus_clips(cfg)                         # (bonafide, spoof) of plan[0], then of plan[1], ...
@@ -288,9 +297,7 @@ def generate_corpus(folder: Path, cfg: DemoConfig = DemoConfig(), workers: int =
         with _one_math_thread():
             written = sum(progress(map(_make_utterance, jobs), len(jobs), desc="synthesizing", unit="utterance"))
     else:
-        import multiprocessing as mp
-        context = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        with context.Pool(n_workers, initializer=_init_worker) as pool:
+        with pool_context().Pool(n_workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
             written = sum(progress(pool.imap_unordered(_make_utterance, jobs, chunksize=2), len(jobs),
                                    desc="synthesizing", unit="utterance"))
     write_atomic(manifest, text)
@@ -320,8 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     run, cfg = parse_settings(build_parser(), argv, DemoRun, DemoConfig)
     cfg = replace(cfg, speakers=min(cfg.speakers, cfg.clips_per_class))
     try:
+        if run.workers < 0:
+            raise DemoError(f"--workers {run.workers} must be 0 (all cores) or more")
         generate_corpus(run.folder, cfg, workers=run.workers, overwrite=run.overwrite)
     except DemoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OutputWriteError as e:
+        print(f"error: {e}\n  {e.advice}, then run the same command again: the clips written are kept and "
+              f"only the rest are made", file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    except KeyboardInterrupt:
+        print("\ninterrupted: the clips written are kept; run the same command again to finish", file=sys.stderr)
+        return 130
     return 0
