@@ -118,7 +118,7 @@ def window_image(path: Path, spec, start: float, hop_fraction: float) -> np.ndar
     """Return the image of the window of `path` starting at `start` seconds, exactly as classify.predict scored it."""
     from spec2img.features import clip_to_image
 
-    from .predict import iter_file_windows
+    from .windows import iter_file_windows
     for window_start, segment in iter_file_windows(Path(path), spec, hop_fraction):
         if window_start == start:
             return clip_to_image(segment, spec)
