@@ -194,9 +194,18 @@ class Job:
     recipe: Recipe
     protocol: Protocol
     seed: int
+    common: tuple = ()    # the settings every recipe shares that change a result (common_settings)
 
     def key(self) -> str:
-        return json.dumps([self.recipe.spec_args, self.recipe.train_args, self.protocol.name, self.seed])
+        """The identity of a result in results.jsonl: everything that changes it, so that a rerun with other
+        --spec-args, --train-args, --epochs, --bs or --split-seed in the same folder never reuses it."""
+        return json.dumps([self.recipe.spec_args, self.recipe.train_args, self.protocol.name, self.seed,
+                           *self.common])
+
+
+def common_settings(s: QualitySettings) -> tuple:
+    """Return the settings shared by every job that change its result (part of each Job's key)."""
+    return (shlex.split(s.spec_args), shlex.split(s.train_args), s.epochs, s.bs, s.split_seed)
 
 
 class Bench:
@@ -275,14 +284,15 @@ def mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
 
 
-def summarize(recipes: list[Recipe], protocols: list[Protocol], seeds: list[int], results: dict[str, dict]
-              ) -> tuple[list[dict], list[dict]]:
-    """Return (per-protocol rows, per-recipe summary rows) of the finished results."""
+def summarize(recipes: list[Recipe], protocols: list[Protocol], seeds: list[int], results: dict[str, dict],
+              common: tuple = ()) -> tuple[list[dict], list[dict]]:
+    """Return (per-protocol rows, per-recipe summary rows) of the finished results (`common`: the jobs'
+    shared settings, as in their keys)."""
     detail, summary = [], []
     for recipe in recipes:
         per_seed: dict[str, dict[int, list[tuple]]] = {"cross": {}, "in-domain": {}}
         for protocol in protocols:
-            entries = [results.get(Job(recipe, protocol, seed).key()) for seed in seeds]
+            entries = [results.get(Job(recipe, protocol, seed, common).key()) for seed in seeds]
             entries = [e for e in entries if e]
             eer, eer_sd = mean_std([e["eer"] for e in entries])
             auc, auc_sd = mean_std([e["roc_auc"] for e in entries])
@@ -412,7 +422,8 @@ def benchmark(s: QualitySettings, log=print) -> tuple[list[dict], list[dict]]:
     seeds = [int(x) for x in _axis(s.seeds, "seeds")]
     protocols = load_protocols(s, log)
     bench = Bench(s, log)
-    jobs = [Job(r, p, seed) for r in recipes for p in protocols for seed in seeds]
+    common = common_settings(s)
+    jobs = [Job(r, p, seed, common) for r in recipes for p in protocols for seed in seeds]
     todo = sum(j.key() not in bench.done for j in jobs)
     log(f"{len(recipes)} recipes x {len(protocols)} protocols x {len(seeds)} seeds = {len(jobs)} runs "
         f"({len(jobs) - todo} already done in {bench.results})")
@@ -426,7 +437,7 @@ def benchmark(s: QualitySettings, log=print) -> tuple[list[dict], list[dict]]:
             result = f"EER {100 * entry['eer']:.2f}%" if entry["eer"] is not None else entry["error"]
             log(f"[{i}/{len(jobs)}] {job.recipe.name} | {job.protocol.name} | seed {job.seed}: {result} "
                 f"({entry['seconds']:.0f} s; about {left / 60:.0f} min left)")
-    detail, summary = summarize(recipes, protocols, seeds, bench.done)
+    detail, summary = summarize(recipes, protocols, seeds, bench.done, common)
     out = Path(s.out)
     csv_path, png_path = write_csv(out / "quality.csv", detail, summary), plot(out / "quality.png", summary)
     log("")

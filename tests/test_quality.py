@@ -2,6 +2,7 @@
 arithmetic, and the whole benchmark end to end on a tiny demo corpus (resumed without retraining)."""
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,16 @@ def test_summary_means_folds_per_seed_then_seeds():
     del results[Q.Job(recipe, cross[1], 1).key()]                        # seed 1 lacks a fold: not averaged
     _, (row,) = Q.summarize([recipe], [*cross, home], [0, 1], results)
     assert row["cross_eer_mean"] == pytest.approx(0.3) and row["cross_seeds"] == 1
+
+
+def test_a_result_is_reused_only_under_the_same_shared_settings():
+    recipe, protocol = Q.Recipe("r", ("--frontend", "mel")), P.Protocol("a -> b", "cross", ())
+    base = Q.QualitySettings("d")
+    key = Q.Job(recipe, protocol, 0, Q.common_settings(base)).key()
+    assert Q.Job(recipe, protocol, 0, Q.common_settings(Q.QualitySettings("d"))).key() == key
+    for change in ({"spec_args": "--duration 2"}, {"train_args": "--pretrained"}, {"epochs": 3}, {"bs": 8},
+                   {"split_seed": 1}):            # a rerun with other shared flags in the same folder retrains
+        assert Q.Job(recipe, protocol, 0, Q.common_settings(replace(base, **change))).key() != key, change
 
 
 @pytest.mark.slow
