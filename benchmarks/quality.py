@@ -372,15 +372,18 @@ def plot(path: Path, summary: list[dict]) -> Path:
     names = [r["recipe"] for r in summary]
     y = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(names)))
+    right = 60.0
     for offset, prefix, label in ((-0.2, "cross", "cross-group"), (0.2, "in_domain", "in-domain")):
         means = [100 * (r[f"{prefix}_eer_mean"] or 0) for r in summary]
         stds = [100 * (r[f"{prefix}_eer_std"] or 0) for r in summary]
         ax.barh(y + offset, means, height=0.4, xerr=stds, label=label, capsize=3)
+        right = max(right, *(m + s + 2 for m, s in zip(means, stds)))
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.axvline(50, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("EER % (mean ± std over seeds; 50 % = chance)")
-    ax.legend(loc="lower right")
+    ax.set_xlim(0, right)                             # the chance line and every error bar in view
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)   # beside the bars, never over them
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
