@@ -131,9 +131,7 @@ def render_piece(index: int, path: Path, spec: SpecConfig, hop_fraction: float, 
                 out.starts.append(start)
             except SilentClipError as error:       # a silent stretch of a longer file: skip that window
                 out.silent = out.silent or f"error: {error}"
-    except SilentClipError as error:              # silent, or trimming (spec "trim_silence") leaves too little
-        out.error = f"error: {error}"
-    except AudioError as error:
+    except AudioError as error:                   # also silent, or too little left by trimming (spec "trim_silence")
         out.error = f"error: {error}"
         if getattr(error, "info", None) is not None:   # truncated: the duration that decodes
             out.duration = error.info.duration

@@ -508,7 +508,8 @@ def worker_pool(workers: int, cfg: SpecConfig, images: Path | str = "", seed: in
 def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOptions) -> Iterable:
     """Yield convert_clip results, in this process (1 worker) or from a pool of processes."""
     workers = min(resolve_workers(opts.workers), max(1, len(tasks)))
-    args = (cfg.to_dict(), str(images), opts.seed, expand_kinds(opts.augment_kinds) if opts.augment else ())
+    kinds = expand_kinds(opts.augment_kinds) if opts.augment else ()
+    args = (cfg.to_dict(), str(images), opts.seed, kinds)
     if workers == 1:
         with one_math_thread():
             init_worker(*args, in_pool=False)
@@ -516,7 +517,7 @@ def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOp
                 yield convert_clip(task)
         return
     chunksize = max(1, min(8, len(tasks) // (workers * 32)))   # small chunks: no straggler at the end
-    with worker_pool(workers, cfg, images, opts.seed, args[3]) as pool:
+    with worker_pool(workers, cfg, images, opts.seed, kinds) as pool:
         yield from pool.imap_unordered(convert_clip, tasks, chunksize=chunksize)
 
 
