@@ -86,11 +86,17 @@ def front_end(files: list[Path], spec: SpecConfig, workers: int) -> list[np.ndar
 def pool_start_seconds(spec: SpecConfig, workers: int) -> float:
     """Return the seconds from asking for `workers` front-end workers to the first answer from each (forking
     this process, which holds torch, and setting the workers up)."""
-    from spec2img.convert import worker_pool
+    from spec2img.convert import render_pool
     start = time.perf_counter()
-    with worker_pool(workers, spec, torch_free=True) as pool:
-        pool.map(abs, range(workers), chunksize=1)
+    with render_pool(workers, spec) as pool:
+        for task in [pool.submit(_answer, k) for k in range(workers)]:   # one each: the least busy takes it
+            task.get()
         return time.perf_counter() - start
+
+
+def _answer(arg, out):
+    """A task that does nothing (for pool_start_seconds)."""
+    return arg
 
 
 def end_to_end(files: list[Path], predictor, bs: int, workers: int) -> None:

@@ -8,10 +8,11 @@ of CHUNK_SECONDS (plus one window), each decoded on its own, so memory stays bou
 length, a long file is spread over the workers, and progress is reported piece by piece.
 
 `iter_pieces` hands the pieces back in input order (file by file, piece by piece): with one worker in this
-process, otherwise from spec2img.convert's worker processes (one math-library thread each, ending with
-their parent) while the caller scores the previous batch. At most `in_flight` tasks are pending at a time,
-so memory stays bounded however many files there are. A file that cannot be read gives a piece carrying
-its error instead of images; the same files give the same pieces whatever the number of workers.
+process, otherwise from worker processes (spec2img.convert.render_pool: one math-library thread each, ending
+with their parent; their images come back through shared memory) while the caller scores the previous batch.
+At most `in_flight` tasks are pending at a time, so memory stays bounded however many files there are. A file
+that cannot be read gives a piece carrying its error instead of images, and so does one whose worker process
+died on it (a crash in a decoder); the same files give the same pieces whatever the number of workers.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from spec2img.features import SilentClipError, clip_to_image, speech_span
 WHOLE_FILE_SECONDS = 600.0   # files up to this long are decoded in one piece
 CHUNK_SECONDS = 300.0        # longer files are decoded this many seconds (plus one window) at a time
 FILES_PER_TASK = 8           # at most this many short files per worker task (fewer round trips)
+SLOT_WINDOWS = 4             # shared memory per task: room for this many windows per file (more: sent by pipe)
 WORKER_NICENESS = 10         # workers run below the scoring process's priority: on a CPU the model's threads are
                              # not stalled by them (measured ~10% more clips/s end to end on 2 cores), on a GPU
                              # machine the process feeding the GPU keeps its core
@@ -46,6 +48,7 @@ class Piece:
     images: np.ndarray | None = None         # uint8 (windows, n_mels, frames), or None when none rendered
     error: str = ""                          # "error: <reason>" when the file cannot be scored
     silent: str = ""                         # why a window was skipped as silent (the file's error if none is left)
+    shared: tuple[int, tuple] | None = None  # in transit from a worker: (offset, shape) of `images` in its slot
 
 
 # ---------------------------------------------------------------- window arithmetic (pure)
@@ -144,10 +147,30 @@ def render_piece(index: int, path: Path, spec: SpecConfig, hop_fraction: float, 
     return out
 
 
-def render_task(task: tuple[SpecConfig, float, list[tuple[int, str, int, int]]]) -> list[Piece]:
-    """Worker entry point: render each (file index, path, piece, pieces) of the task with `render_piece`."""
+def render_task(task: tuple[SpecConfig, float, list[tuple[int, str, int, int]]], out: memoryview | None = None
+                ) -> list[Piece]:
+    """Worker entry point: render each (file index, path, piece, pieces) of the task with `render_piece`; the
+    images that fit go into `out` (the task's shared memory, see spec2img.workers.OrderedPool)."""
     spec, hop_fraction, items = task
-    return [render_piece(index, Path(path), spec, hop_fraction, piece, pieces) for index, path, piece, pieces in items]
+    pieces = [render_piece(index, Path(path), spec, hop_fraction, piece, pieces) for index, path, piece, pieces in items]
+    offset = 0
+    for piece in pieces if out is not None else ():
+        size = 0 if piece.images is None else piece.images.nbytes
+        if size and offset + size <= len(out):
+            np.frombuffer(out, np.uint8, size, offset)[:] = piece.images.reshape(-1)
+            piece.shared, piece.images = (offset, piece.images.shape), None
+            offset += size
+    return pieces
+
+
+def collect_task(pieces: list[Piece], out: memoryview | None) -> list[Piece]:
+    """Return `pieces` with the images a worker left in shared memory `out` copied back into them."""
+    for piece in pieces:
+        if piece.shared is not None:
+            offset, shape = piece.shared
+            piece.images = np.frombuffer(out, np.uint8, int(np.prod(shape)), offset).reshape(shape).copy()
+            piece.shared = None
+    return pieces
 
 
 # ---------------------------------------------------------------- many files, in order
@@ -184,13 +207,16 @@ def iter_pieces(files: Sequence[tuple[int, Path]], spec: SpecConfig, hop_fractio
     if workers == 1:
         yield from _pieces_here(files, spec, hop_fraction)
         return
-    from spec2img.convert import worker_pool
+    from spec2img.convert import render_pool
     in_flight = in_flight or 4 * workers
     per_task = max(1, min(FILES_PER_TASK, len(files) // (workers * 8)))   # small tasks: no straggler at the end
     paths = dict(files)
-    with worker_pool(workers, spec, torch_free=True, niceness=WORKER_NICENESS) as pool:
-        def submit(items: list[tuple[int, Path, int, int]]):
-            return pool.apply_async(render_task, ((spec, hop_fraction, [(i, str(p), k, n) for i, p, k, n in items]),))
+    slot_bytes = per_task * SLOT_WINDOWS * int(np.prod(spec.image_shape))
+    with render_pool(workers, spec, WORKER_NICENESS, 2 * in_flight, slot_bytes) as pool:
+        def submit(items: list[tuple[int, Path, int, int]]) -> Callable[[], list[Piece]]:
+            task = pool.submit(render_task, (spec, hop_fraction, [(i, str(p), k, n) for i, p, k, n in items]),
+                               collect_task)
+            return lambda: _rendered(task, items, submit)
         tasks = ([(i, p, 0, 0) for i, p in files[s:s + per_task]] for s in range(0, len(files), per_task))
         for results in _ordered(submit, tasks, in_flight):
             for first in results:
@@ -199,6 +225,19 @@ def iter_pieces(files: Sequence[tuple[int, Path]], spec: SpecConfig, hop_fractio
                     rest = ([(first.index, paths[first.index], k, first.pieces)] for k in range(1, first.pieces))
                     for (piece,) in _ordered(submit, rest, in_flight):
                         yield piece
+
+
+def _rendered(task, items: list[tuple[int, Path, int, int]], submit) -> list[Piece]:
+    """Return the task's pieces; when its worker died, render its files again one per task, and give the file
+    that a worker dies on again a piece with that error."""
+    from spec2img.workers import WorkerDied
+    try:
+        return task.get()
+    except WorkerDied as died:
+        if len(items) > 1:
+            return [piece for item in items for piece in submit([item])()]
+        (index, _, piece, pieces), = items
+        return [Piece(index, piece, pieces or 1, error=f"error: the process rendering this file died ({died})")]
 
 
 def _pieces_here(files, spec, hop_fraction) -> Iterator[Piece]:
@@ -212,9 +251,10 @@ def _pieces_here(files, spec, hop_fraction) -> Iterator[Piece]:
 
 
 def _ordered(submit, tasks: Iterator, in_flight: int) -> Iterator:
-    """Yield the result of each task in order, with at most `in_flight` of them submitted ahead."""
+    """Yield the result of each task in order, with at most `in_flight` of them submitted ahead (`submit(task)`
+    returns a function that waits for its result)."""
     pending = deque(submit(t) for t in islice(tasks, in_flight))
     while pending:
-        result = pending.popleft().get()
+        result = pending.popleft()()
         pending.extend(submit(t) for t in islice(tasks, 1))   # keep the workers busy while this one is used
         yield result

@@ -45,7 +45,7 @@ from .manifest import (AUG_MARK, MANIFEST_FILE, PARTS_DIR, STATUS_OK, PartWriter
                        previous_rows, skipped_status)
 from .progress import progress
 from .rows import SPLITS, ClipRow, LayoutError
-from .workers import end_with_parent, pool_context
+from .workers import OrderedPool, end_with_parent, pool_context
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS")
@@ -497,12 +497,26 @@ def worker_pool(workers: int, cfg: SpecConfig, images: Path | str = "", seed: in
     """Return a process pool of `workers` conversion workers that end with this process (spec2img.workers)
     and run init_worker (one math-library thread each, the settings, warm libraries, `niceness` below this
     process's priority); conversion and prediction both render through it."""
-    context = pool_context(torch_free)
-    if context.get_start_method() == "fork":
-        warm_up(cfg, bool(augment_kinds))
-        _math_libraries()                             # scanned once here, after the imports, for every worker
+    context = _prepared_context(cfg, torch_free, bool(augment_kinds))
     return context.Pool(workers, initializer=_init_pool_worker,
                         initargs=(os.getpid(), cfg.to_dict(), str(images), seed, tuple(augment_kinds), True, niceness))
+
+
+def render_pool(workers: int, cfg: SpecConfig, niceness: int = 0, slots: int = 0, slot_bytes: int = 0) -> OrderedPool:
+    """Return an OrderedPool (spec2img.workers) of `workers` rendering workers set up as worker_pool's (torch-free:
+    forked on Linux even when torch is loaded), with `slots` of shared memory of `slot_bytes` for the results."""
+    context = _prepared_context(cfg, True, False)
+    return OrderedPool(workers, context, _init_pool_worker, (os.getpid(), cfg.to_dict(), "", 0, (), True, niceness),
+                       slots, slot_bytes)
+
+
+def _prepared_context(cfg: SpecConfig, torch_free: bool, augment: bool):
+    """Return the start method's context, with the libraries warmed up here first when workers are forked."""
+    context = pool_context(torch_free)
+    if context.get_start_method() == "fork":
+        warm_up(cfg, augment)
+        _math_libraries()                             # scanned once here, after the imports, for every worker
+    return context
 
 
 def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOptions) -> Iterable:

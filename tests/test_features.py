@@ -8,7 +8,7 @@ from audiogen import write_tone
 
 from spec2img import SpecConfig, audio_file_to_image, clip_to_image
 from spec2img.audio import AudioError
-from spec2img.features import SilentClipError, fit_duration, load_clip
+from spec2img.features import SilentClipError, fit_duration, load_clip, stft_power
 
 CFG = SpecConfig()
 SR = CFG.sample_rate
@@ -35,6 +35,21 @@ def test_high_tone_is_nearer_the_top_than_low_tone():
     low, mid, high = (loudest_row(clip_to_image(tone(f), CFG)) for f in (200, 1000, 5000))
     assert high < mid < low                      # low frequencies at the bottom (large row index)
     assert low > CFG.n_mels * 0.7 and high < CFG.n_mels * 0.3
+
+
+@pytest.mark.parametrize("settings", [{}, {"n_fft": 1024, "win_length": 1024, "hop_length": 256},
+                                      {"n_fft": 400, "win_length": 300, "hop_length": 100, "duration": 0.5},
+                                      {"n_fft": 511, "win_length": 511, "hop_length": 160, "duration": 1.0}])
+def test_the_power_stft_is_librosas_bit_for_bit(settings):
+    """stft_power works block by block for speed; images made before that (and librosa's definition) still hold."""
+    import librosa
+    cfg = SpecConfig(**settings)
+    wave = np.random.default_rng(5).standard_normal(cfg.n_samples).astype(np.float32) * np.float32(0.2)
+    reference = librosa.stft(wave, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+                             window="hann", center=True, pad_mode="constant")[:, :cfg.frames]
+    power = stft_power(wave, cfg)
+    assert power.dtype == np.float32 and power.shape == (cfg.n_fft // 2 + 1, cfg.frames)
+    assert np.array_equal(power, (reference.real ** 2 + reference.imag ** 2).astype(np.float32))
 
 
 def test_gain_does_not_change_the_image():

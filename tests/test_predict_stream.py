@@ -3,6 +3,8 @@ handed out in input order as they finish, an interrupted run that keeps its rows
 long file, and a row for an input holding no audio."""
 import csv
 import json
+import multiprocessing
+import os
 import signal
 import subprocess
 import sys
@@ -53,6 +55,38 @@ def test_parallel_front_end_gives_the_rows_of_one_worker_bad_files_included(tiny
     assert by_name["missing.wav"].status == "error: file not found"
     assert by_name["silent.wav"].status.startswith("error: silent")
     assert by_name["text.flac"].status.startswith("error: ") and by_name["text.flac"].spoof_prob is None
+
+
+def test_a_file_its_worker_dies_on_gets_an_error_row_and_the_others_their_scores(tiny_run, tmp_path, monkeypatch):
+    """A decoder that crashes the process (a segfault in a C library) costs that file only."""
+    files = [write_wave(tmp_path / f"c{i}.wav", (bonafide_wave, spoof_wave)[i % 2](1.0 + 0.1 * i, i)) for i in range(34)]
+    poison = files[5]                                               # 2 files a task: its task-mate is rendered again
+    parent, render = os.getpid(), windows.render_piece
+
+    def crashing(index, path, *args):
+        if Path(path) == poison and os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return render(index, path, *args)
+    monkeypatch.setattr(windows, "render_piece", crashing)          # forked workers inherit it
+    predictor = predict.load_predictor(tiny_run, "cpu", log=lambda m: None)
+    rows = predict.score_files(files, predictor, bs=3, progress=False, workers=2)
+    expected = predict.score_files(files, predictor, bs=3, progress=False, workers=1)   # here: no crash
+    assert rows[5].status == "error: the process rendering this file died (killed by SIGSEGV)"
+    assert rows[5].spoof_prob is None and expected[5].status == "ok"
+    others = [(r, e) for k, (r, e) in enumerate(zip(rows, expected)) if k != 5]
+    assert all((r.path, r.status, r.label, r.windows) == (e.path, e.status, e.label, e.windows) for r, e in others)
+    assert [r.spoof_prob for r, _ in others] == pytest.approx([e.spoof_prob for _, e in others], rel=1e-4)   # other batches
+
+
+def test_spawned_workers_give_the_pieces_of_one_worker(tmp_path, monkeypatch):
+    """Where workers are spawned (macOS, Windows) there is no shared memory: images come back by pipe."""
+    from spec2img import convert
+    monkeypatch.setattr(convert, "pool_context", lambda *torch_free: multiprocessing.get_context("spawn"))
+    files = list(enumerate(mixed_inputs(tmp_path)))
+    spawned = list(windows.iter_pieces(files, SPEC, 0.5, workers=2))
+    here = list(windows.iter_pieces(files, SPEC, 0.5, workers=1))
+    assert [(p.index, p.piece, p.error) for p in spawned] == [(p.index, p.piece, p.error) for p in here]
+    assert all(np.array_equal(a.images, b.images) for a, b in zip(spawned, here) if b.images is not None)
 
 
 def test_pieces_come_back_in_input_order_with_few_tasks_in_flight(tmp_path, pieces_of_long_files):
@@ -233,12 +267,12 @@ def test_one_long_file_is_spread_over_the_workers_and_one_short_file_starts_none
                                                                                   pieces_of_long_files):
     from spec2img import convert
     started = []
-    real = convert.worker_pool
+    real = convert.render_pool
 
     def recording(workers, *args, **kwargs):
         started.append(workers)
         return real(workers, *args, **kwargs)
-    monkeypatch.setattr(convert, "worker_pool", recording)
+    monkeypatch.setattr(convert, "render_pool", recording)
     long = write_wave(tmp_path / "long.wav", bonafide_wave(7.3, 3))
     short = write_wave(tmp_path / "short.wav", bonafide_wave(1.0, 4))
     pieces = list(windows.iter_pieces([(0, long)], SPEC, 0.5, workers=2))
