@@ -69,11 +69,11 @@ class Sizes:
 # bench-train's host-memory check (--memory-sizes) belongs to the CPU run; bench-predict scores enough clips
 # that starting its 16 workers (forks of a process holding torch and CUDA) is a small part of the time
 GPU_SIZES = Sizes(200, 20, (), 6, 64, ("resnet101", "efficientnet_b4"), 64, ("--memory-sizes", "0"),
-                  ("--clips", "4000", "--rounds", "1"))
+                  ("--clips", "4000", "--frontend-clips", "16000", "--rounds", "1"))
 SMOKE_SIZES = Sizes(8, 4, ("--n-mels", "32", "--duration", "1"), 1, 16, ("resnet18", "efficientnet_b0"), 16,
                     ("--arch", "simple_cnn", "--height", "32", "--width", "100", "--bs", "8", "--images", "32",
                      "--epochs", "1", "--steps", "2", "--memory-sizes", "0"),
-                    ("--clips", "6", "--arch", "simple_cnn", "--bs", "8", "--rounds", "1"))
+                    ("--clips", "6", "--frontend-clips", "6", "--arch", "simple_cnn", "--bs", "8", "--rounds", "1"))
 
 
 @dataclass

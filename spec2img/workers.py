@@ -95,7 +95,8 @@ class OrderedPool:
     megabytes of images. Spawned workers (not Linux) get `out` None and send everything through their pipe.
 
     A worker that dies fails the task it was running with WorkerDied, naming how it ended; a new worker takes its
-    place and runs the tasks that were waiting behind that one. Closing the pool (or leaving its `with` block) stops every worker."""
+    place and runs the tasks that were waiting behind that one. Closing the pool (or leaving its `with` block)
+    stops every worker."""
 
     def __init__(self, workers: int, context: mp.context.BaseContext, initializer: Callable | None = None,
                  initargs: tuple = (), slots: int = 0, slot_bytes: int = 0):

@@ -17,8 +17,8 @@ def run_benchmark(module, tmp_path, monkeypatch, *flags) -> dict:
 
 @pytest.mark.slow
 def test_bench_predict_writes_the_front_end_scaling_and_the_end_to_end_ratio(tmp_path, monkeypatch):
-    report = run_benchmark("predict_throughput", tmp_path, monkeypatch, "--clips", "8", "--unique", "4", "--rounds",
-                           "1", "--arch", "simple_cnn", "--bs", "4", "--workers", "2")
+    report = run_benchmark("predict_throughput", tmp_path, monkeypatch, "--clips", "8", "--frontend-clips", "12",
+                           "--unique", "4", "--rounds", "1", "--arch", "simple_cnn", "--bs", "4", "--workers", "2")
     for key in ("frontend_scaling", "end_to_end_vs_bound", "machine_scaling", "frontend_vs_independent",
                 "pool_start_s"):
         assert report[key] > 0, key
