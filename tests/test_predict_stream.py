@@ -2,6 +2,7 @@
 handed out in input order as they finish, an interrupted run that keeps its rows and resumes, progress within a
 long file, and a row for an input holding no audio."""
 import csv
+import faulthandler
 import json
 import multiprocessing
 import os
@@ -66,6 +67,7 @@ def test_a_file_its_worker_dies_on_gets_an_error_row_and_the_others_their_scores
 
     def crashing(index, path, *args):
         if Path(path) == poison and os.getpid() != parent:
+            faulthandler.disable()                                  # pytest's: no stack dump in the test output
             os.kill(os.getpid(), signal.SIGSEGV)
         return render(index, path, *args)
     monkeypatch.setattr(windows, "render_piece", crashing)          # forked workers inherit it
