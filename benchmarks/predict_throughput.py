@@ -88,9 +88,9 @@ def front_end(files: list[Path], spec: SpecConfig, workers: int) -> list[np.ndar
 def pool_start_seconds(spec: SpecConfig, workers: int) -> float:
     """Return the seconds from asking for `workers` front-end workers to the first answer from each (forking
     this process, which holds torch, and setting the workers up)."""
-    from spec2img.convert import render_pool
+    from spec2img.convert import worker_pool
     start = time.perf_counter()
-    with render_pool(workers, spec) as pool:
+    with worker_pool(workers, spec, torch_free=True) as pool:
         for task in [pool.submit(_answer, k) for k in range(workers)]:   # one each: the least busy takes it
             task.get()
         return time.perf_counter() - start

@@ -8,7 +8,7 @@ of CHUNK_SECONDS (plus one window), each decoded on its own, so memory stays bou
 length, a long file is spread over the workers, and progress is reported piece by piece.
 
 `iter_pieces` hands the pieces back in input order (file by file, piece by piece): with one worker in this
-process, otherwise from worker processes (spec2img.convert.render_pool: one math-library thread each, ending
+process, otherwise from worker processes (spec2img.convert.worker_pool: one math-library thread each, ending
 with their parent; their images come back through shared memory) while the caller scores the previous batch.
 At most `in_flight` tasks are pending at a time, so memory stays bounded however many files there are. A file
 that cannot be read gives a piece carrying its error instead of images, and so does one whose worker process
@@ -16,9 +16,7 @@ died on it (a crash in a decoder); the same files give the same pieces whatever 
 """
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -207,37 +205,32 @@ def iter_pieces(files: Sequence[tuple[int, Path]], spec: SpecConfig, hop_fractio
     if workers == 1:
         yield from _pieces_here(files, spec, hop_fraction)
         return
-    from spec2img.convert import render_pool
+    from spec2img.convert import worker_pool
+    from spec2img.workers import in_order, results_or_split
     in_flight = in_flight or 4 * workers
     per_task = max(1, min(FILES_PER_TASK, len(files) // (workers * 8)))   # small tasks: no straggler at the end
     paths = dict(files)
     slot_bytes = per_task * SLOT_WINDOWS * int(np.prod(spec.image_shape))
-    with render_pool(workers, spec, WORKER_NICENESS, 2 * in_flight, slot_bytes) as pool:
+    with worker_pool(workers, spec, torch_free=True, niceness=WORKER_NICENESS, slots=2 * in_flight,
+                     slot_bytes=slot_bytes) as pool:
         def submit(items: list[tuple[int, Path, int, int]]) -> Callable[[], list[Piece]]:
             task = pool.submit(render_task, (spec, hop_fraction, [(i, str(p), k, n) for i, p, k, n in items]),
                                collect_task)
-            return lambda: _rendered(task, items, submit)
+            return lambda: results_or_split(task, items, submit, _died)
         tasks = ([(i, p, 0, 0) for i, p in files[s:s + per_task]] for s in range(0, len(files), per_task))
-        for results in _ordered(submit, tasks, in_flight):
+        for results in in_order(submit, tasks, in_flight):
             for first in results:
                 yield first
                 if first.pieces > 1:          # a long file: its other pieces, in order, before the next file
                     rest = ([(first.index, paths[first.index], k, first.pieces)] for k in range(1, first.pieces))
-                    for (piece,) in _ordered(submit, rest, in_flight):
+                    for (piece,) in in_order(submit, rest, in_flight):
                         yield piece
 
 
-def _rendered(task, items: list[tuple[int, Path, int, int]], submit) -> list[Piece]:
-    """Return the task's pieces; when its worker died, render its files again one per task, and give the file
-    that a worker dies on again a piece with that error."""
-    from spec2img.workers import WorkerDied
-    try:
-        return task.get()
-    except WorkerDied as died:
-        if len(items) > 1:
-            return [piece for item in items for piece in submit([item])()]
-        (index, _, piece, pieces), = items
-        return [Piece(index, piece, pieces or 1, error=f"error: the process rendering this file died ({died})")]
+def _died(item: tuple[int, Path, int, int], error: Exception) -> Piece:
+    """The piece of a file whose worker process died rendering it (a decoder crash, the OOM killer)."""
+    index, _, piece, pieces = item
+    return Piece(index, piece, pieces or 1, error=f"error: the process rendering this file died ({error})")
 
 
 def _pieces_here(files, spec, hop_fraction) -> Iterator[Piece]:
@@ -248,13 +241,3 @@ def _pieces_here(files, spec, hop_fraction) -> Iterator[Piece]:
             yield first
             for k in range(1, first.pieces):
                 yield render_piece(index, path, spec, hop_fraction, k, first.pieces)
-
-
-def _ordered(submit, tasks: Iterator, in_flight: int) -> Iterator:
-    """Yield the result of each task in order, with at most `in_flight` of them submitted ahead (`submit(task)`
-    returns a function that waits for its result)."""
-    pending = deque(submit(t) for t in islice(tasks, in_flight))
-    while pending:
-        result = pending.popleft()()
-        pending.extend(submit(t) for t in islice(tasks, 1))   # keep the workers busy while this one is used
-        yield result

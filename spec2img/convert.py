@@ -45,7 +45,7 @@ from .manifest import (AUG_MARK, MANIFEST_FILE, PARTS_DIR, STATUS_OK, PartWriter
                        previous_rows, skipped_status)
 from .progress import progress
 from .rows import SPLITS, ClipRow, LayoutError
-from .workers import OrderedPool, end_with_parent, pool_context
+from .workers import OrderedPool, end_with_parent, in_order, pool_context, results_or_split
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS")
@@ -493,20 +493,15 @@ def _init_pool_worker(parent_pid: int, *args) -> None:
 
 
 def worker_pool(workers: int, cfg: SpecConfig, images: Path | str = "", seed: int = 0,
-                augment_kinds: tuple[str, ...] = (), torch_free: bool = False, niceness: int = 0):
-    """Return a process pool of `workers` conversion workers that end with this process (spec2img.workers)
-    and run init_worker (one math-library thread each, the settings, warm libraries, `niceness` below this
-    process's priority); conversion and prediction both render through it."""
+                augment_kinds: tuple[str, ...] = (), torch_free: bool = False, niceness: int = 0,
+                slots: int = 0, slot_bytes: int = 0) -> OrderedPool:
+    """Return an OrderedPool (spec2img.workers) of `workers` conversion workers that end with this process and
+    run init_worker (one math-library thread each, the settings, warm libraries, `niceness` below this
+    process's priority), with `slots` of shared memory of `slot_bytes` for results; conversion and prediction
+    both render through it."""
     context = _prepared_context(cfg, torch_free, bool(augment_kinds))
-    return context.Pool(workers, initializer=_init_pool_worker,
-                        initargs=(os.getpid(), cfg.to_dict(), str(images), seed, tuple(augment_kinds), True, niceness))
-
-
-def render_pool(workers: int, cfg: SpecConfig, niceness: int = 0, slots: int = 0, slot_bytes: int = 0) -> OrderedPool:
-    """Return an OrderedPool (spec2img.workers) of `workers` rendering workers set up as worker_pool's (torch-free:
-    forked on Linux even when torch is loaded), with `slots` of shared memory of `slot_bytes` for the results."""
-    context = _prepared_context(cfg, True, False)
-    return OrderedPool(workers, context, _init_pool_worker, (os.getpid(), cfg.to_dict(), "", 0, (), True, niceness),
+    return OrderedPool(workers, context, _init_pool_worker,
+                       (os.getpid(), cfg.to_dict(), str(images), seed, tuple(augment_kinds), True, niceness),
                        slots, slot_bytes)
 
 
@@ -532,7 +527,22 @@ def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOp
         return
     chunksize = max(1, min(8, len(tasks) // (workers * 32)))   # small chunks: no straggler at the end
     with worker_pool(workers, cfg, images, opts.seed, kinds) as pool:
-        yield from pool.imap_unordered(convert_clip, tasks, chunksize=chunksize)
+        def submit(chunk: list[tuple]) -> Callable[[], list]:
+            pending = pool.submit(convert_chunk, chunk)
+            return lambda: results_or_split(pending, chunk, submit, _died)
+        chunks = (tasks[s:s + chunksize] for s in range(0, len(tasks), chunksize))
+        for results in in_order(submit, chunks, 4 * workers):
+            yield from results
+
+
+def convert_chunk(chunk: list[tuple], out=None) -> list[tuple[list[dict], int]]:
+    """Worker entry point: convert_clip of each task of the chunk."""
+    return [convert_clip(task) for task in chunk]
+
+
+def _died(task: tuple, error: Exception) -> tuple[list[dict], int]:
+    """The result of a clip whose worker process died converting it (a decoder crash, the OOM killer)."""
+    return [_skip(task[0], f"the process converting this clip died ({error})")], 0
 
 
 def convert_rows(rows: Sequence[ClipRow], images: Path, cfg: SpecConfig, opts: ConvertOptions,

@@ -8,9 +8,11 @@ where prctl is refused, a daemon thread polls the parent's pid every PARENT_POLL
 worker when it changes. A killed worker leaves at most a temporary file (spec2img.fileio), which the next
 run removes.
 
-`OrderedPool` is the pool prediction's front end renders through (classify.windows): the caller collects each
-task's result when it wants it, in any order, with no helper threads here, window images come back through
-shared memory, and a worker that dies fails only the task it was running (WorkerDied) and is replaced.
+`OrderedPool` is the pool conversion and prediction's front end run their workers in (spec2img.convert,
+classify.windows): the caller collects each task's result when it wants it, in any order, with no helper
+threads here, bulk results (window images) come back through shared memory, and a worker that dies fails only
+the task it was running (WorkerDied) and is replaced; `in_order` and `results_or_split` turn that into "every
+item gets its result, and the item a worker dies on gets an error result".
 """
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 from multiprocessing.connection import Connection, wait
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 PARENT_POLL_SECONDS = 0.5   # how often the portable fallback checks that the parent still lives
 _PR_SET_PDEATHSIG = 1       # linux/prctl.h
@@ -269,3 +272,26 @@ def _serve(connection: Connection, memory: mmap.mmap | None, slot_bytes: int, in
             return
         except Exception as error:                     # a result or exception that cannot be pickled
             connection.send((task_id, False, RuntimeError(f"{type(error).__name__}: {error}")))
+
+
+def in_order(submit: Callable[[Any], Callable[[], Any]], tasks: Iterator, in_flight: int) -> Iterator:
+    """Yield the result of each task in order, with at most `in_flight` of them submitted ahead (`submit(task)`
+    queues it and returns a function that waits for its result)."""
+    pending = deque(submit(t) for t in islice(tasks, in_flight))
+    while pending:
+        result = pending.popleft()()
+        pending.extend(submit(t) for t in islice(tasks, 1))   # keep the workers busy while this one is used
+        yield result
+
+
+def results_or_split(task: PendingTask, items: list, submit: Callable[[list], Callable[[], list]],
+                     died: Callable[[Any, WorkerDied], Any]) -> list:
+    """Return the task's results (a list, one per item of `items`). When its worker died running it, run its
+    items again one per task (`submit([item])`), so that only the item a worker dies on again is lost: its
+    result is `died(item, error)`."""
+    try:
+        return task.get()
+    except WorkerDied as error:
+        if len(items) > 1:
+            return [result for item in items for result in submit([item])()]
+        return [died(items[0], error)]

@@ -3,6 +3,7 @@ import csv
 import json
 import multiprocessing
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,27 @@ def test_pool_of_workers_gives_the_same_images(tmp_path, monkeypatch, start):
     monkeypatch.setattr(convert, "pool_context", lambda *torch_free: multiprocessing.get_context(start))
     run(rows, tmp_path / "two", opts=ConvertOptions(workers=2, progress=False))
     assert pngs(tmp_path / "one") == pngs(tmp_path / "two")
+
+
+def test_a_clip_its_worker_dies_on_is_skipped_by_name_and_the_rerun_converts_it(tmp_path, monkeypatch):
+    """A decoder that crashes the process (or the OOM killer) costs that clip only, and the run still ends."""
+    rows, out = make_rows(tmp_path, n=8), tmp_path / "images"
+    parent, real = os.getpid(), convert.convert_clip
+
+    def crashing(task):
+        if task[0].clip_id == "clip3" and os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(task)
+    with monkeypatch.context() as m:
+        m.setattr(convert, "pool_context", lambda *torch_free: multiprocessing.get_context("fork"))
+        m.setattr(convert, "convert_clip", crashing)                 # forked workers inherit it
+        summary = run(rows, out, opts=ConvertOptions(workers=2, progress=False))
+    reason = "the process converting this clip died (killed by SIGKILL)"
+    assert summary.converted == 7 and summary.skipped == [("clip3", str(rows[3].path), reason)]
+    assert manifest(out)["clip3"]["status"] == f"skipped: {reason}"
+    summary = run(rows, out, opts=ConvertOptions(workers=2, progress=False))
+    assert summary.converted == 8 and summary.written == 1 and not summary.skipped
+    assert pngs(out) == pngs(run(rows, tmp_path / "one", opts=ONE) and tmp_path / "one")
 
 
 def test_augmented_variants_only_in_train_and_reproducible(tmp_path):

@@ -271,12 +271,12 @@ def test_one_long_file_is_spread_over_the_workers_and_one_short_file_starts_none
                                                                                   pieces_of_long_files):
     from spec2img import convert
     started = []
-    real = convert.render_pool
+    real = convert.worker_pool
 
     def recording(workers, *args, **kwargs):
         started.append(workers)
         return real(workers, *args, **kwargs)
-    monkeypatch.setattr(convert, "render_pool", recording)
+    monkeypatch.setattr(convert, "worker_pool", recording)
     long = write_wave(tmp_path / "long.wav", bonafide_wave(7.3, 3))
     short = write_wave(tmp_path / "short.wav", bonafide_wave(1.0, 4))
     pieces = list(windows.iter_pieces([(0, long)], SPEC, 0.5, workers=2))
