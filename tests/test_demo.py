@@ -158,6 +158,36 @@ def test_default_plan_is_balanced_over_speakers_and_systems():
     assert 2.0 <= min(seconds) and max(seconds) <= 4.0
 
 
+def test_a_worker_killed_on_an_utterance_stops_with_what_to_do_and_the_rerun_finishes(tmp_path, capsys,
+                                                                                       monkeypatch):
+    """The OOM killer taking a worker used to leave the generator waiting forever."""
+    import multiprocessing
+    import os
+    import signal
+    from spec2img.demo import corpus
+    folder, parent, real = tmp_path / "corpus", os.getpid(), corpus._make_utterance
+    args = [str(folder), "--clips-per-class", "8", "--speakers", "2", "--seed", "3", "--workers", "2"]
+
+    def killed(job):
+        if "u003" in job[3][0] and os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(job)
+    with monkeypatch.context() as m:
+        m.setattr(corpus, "pool_context", lambda: multiprocessing.get_context("fork"))
+        m.setattr(corpus, "_make_utterance", killed)                # forked workers inherit it
+        assert demo.main(args) == 2
+    err = capsys.readouterr().err
+    assert "a worker process died writing" in err and "u003" in err and "(killed by SIGKILL)" in err
+    assert "run the same command again" in err and not (folder / demo.MANIFEST).exists()
+    assert demo.main(args) == 0
+    assert _files(folder) == _files(_small_corpus(tmp_path / "reference"))
+
+
+def _small_corpus(folder: Path) -> Path:
+    demo.generate_corpus(folder, SMALL, workers=1, log=lambda m: None)
+    return folder
+
+
 def test_command_line_writes_the_corpus_and_rejects_bad_settings(tmp_path, capsys):
     folder = tmp_path / "cli"
     assert demo.main([str(folder), "--clips-per-class", "4", "--speakers", "2", "--workers", "1"]) == 0

@@ -18,7 +18,7 @@ import soundfile as sf
 from ..cli import build_parser as build_cli, parse_settings
 from ..fileio import EXIT_WRITE_FAILED, OutputWriteError, atomic_path, output_error, remove_stale_parts, write_atomic
 from ..progress import progress
-from ..workers import end_with_parent, pool_context
+from ..workers import OrderedPool, end_with_parent, in_order, pool_context, results_or_split
 from .talker import Speaker, make_speaker, synthesize_bonafide
 from .vocoders import SPOOFERS, SYSTEMS, output_stage, warm_up
 
@@ -152,6 +152,17 @@ def _init_worker(parent_pid: int) -> None:
     end_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _one_math_thread().__enter__()
+
+
+def _make_utterances(jobs: list[tuple], out=None) -> list[int]:
+    """Worker entry point: _make_utterance of each job."""
+    return [_make_utterance(job) for job in jobs]
+
+
+def _worker_died(job: tuple, error: Exception) -> int:
+    """Stop the run when a worker dies twice on the same utterance (the OOM killer, a kill): a clear error."""
+    raise DemoError(f"a worker process died writing {job[3][0]} ({error}): the clips written are kept; free memory "
+                    f"or use --workers 1, then run the same command again to finish")
 
 
 def _make_utterance(job: tuple[DemoConfig, Utterance, str, list[str]]) -> int:
@@ -297,9 +308,13 @@ def generate_corpus(folder: Path, cfg: DemoConfig = DemoConfig(), workers: int =
         with _one_math_thread():
             written = sum(progress(map(_make_utterance, jobs), len(jobs), desc="synthesizing", unit="utterance"))
     else:
-        with pool_context().Pool(n_workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
-            written = sum(progress(pool.imap_unordered(_make_utterance, jobs, chunksize=2), len(jobs),
-                                   desc="synthesizing", unit="utterance"))
+        with OrderedPool(n_workers, pool_context(), _init_worker, (os.getpid(),)) as pool:
+            def submit(chunk: list[tuple]):
+                task = pool.submit(_make_utterances, chunk)
+                return lambda: results_or_split(task, chunk, submit, _worker_died)
+            chunks = (jobs[s:s + 2] for s in range(0, len(jobs), 2))
+            counts = (n for results in in_order(submit, chunks, 4 * n_workers) for n in results)
+            written = sum(progress(counts, len(jobs), desc="synthesizing", unit="utterance"))
     write_atomic(manifest, text)
     summary.update(written=written, seconds=time.perf_counter() - start)
     log(f"synthetic demo corpus ready: {len(clips)} clips ({cfg.clips_per_class} bonafide, "
