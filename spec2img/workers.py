@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from itertools import islice
 from multiprocessing.connection import Connection, wait
@@ -118,7 +119,7 @@ class OrderedPool:
 
     def _start(self) -> _Worker:
         mine, theirs = self._context.Pipe()
-        process = self._context.Process(target=_serve, daemon=True, name="render-worker",
+        process = self._context.Process(target=_serve, daemon=True, name="pool-worker",
                                         args=(theirs, self._memory, self._slot_bytes, self._initializer,
                                               self._initargs))
         process.start()
@@ -159,7 +160,7 @@ class OrderedPool:
 
     def _view(self, slot: int):
         if slot < 0:
-            return _NoSlot()
+            return nullcontext(None)
         return memoryview(self._memory)[slot * self._slot_bytes:(slot + 1) * self._slot_bytes]
 
     def _read_answers(self) -> None:
@@ -226,16 +227,6 @@ class PendingTask:
 
     def get(self) -> Any:
         return self.pool._collect(self.task_id, self.collect)
-
-
-class _NoSlot:
-    """Stands for a slot when a task has none: `with` gives None."""
-
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def describe_exit(exitcode: int | None) -> str:
