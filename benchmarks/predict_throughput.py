@@ -159,7 +159,8 @@ def measure(args: "PredictBench", folder: Path, unique: int) -> dict:
                 timed(lambda: end_to_end(files, predictors[d], args.bs, workers), len(files)))
     best = {name: max(runs, key=lambda x: x["clips_per_s"]) for name, runs in rounds.items()}
     one, every = best["front end, 1 worker"], best[f"front end, {workers} workers"]
-    report = {"clips": len(files), "frontend_clips": len(many), "files": len(rows), "windows": int(len(images)), "seconds_per_clip": spec.duration,
+    report = {"clips": len(files), "frontend_clips": len(many), "files": len(rows), "windows": int(len(images)),
+              "seconds_per_clip": spec.duration,
               "arch": arch, "bs": args.bs, "workers": workers, "cores": resolve_workers(0, 1 << 20),
               "torch_threads": torch.get_num_threads(),
               "cuda": torch.cuda.get_device_name() if "cuda" in devices else None,

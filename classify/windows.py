@@ -150,15 +150,16 @@ def render_task(task: tuple[SpecConfig, float, list[tuple[int, str, int, int]]],
     """Worker entry point: render each (file index, path, piece, pieces) of the task with `render_piece`; the
     images that fit go into `out` (the task's shared memory, see spec2img.workers.OrderedPool)."""
     spec, hop_fraction, items = task
-    pieces = [render_piece(index, Path(path), spec, hop_fraction, piece, pieces) for index, path, piece, pieces in items]
+    rendered = [render_piece(index, Path(path), spec, hop_fraction, piece, pieces)
+                for index, path, piece, pieces in items]
     offset = 0
-    for piece in pieces if out is not None else ():
+    for piece in rendered if out is not None else ():
         size = 0 if piece.images is None else piece.images.nbytes
         if size and offset + size <= len(out):
             np.frombuffer(out, np.uint8, size, offset)[:] = piece.images.reshape(-1)
             piece.shared, piece.images = (offset, piece.images.shape), None
             offset += size
-    return pieces
+    return rendered
 
 
 def collect_task(pieces: list[Piece], out: memoryview | None) -> list[Piece]:

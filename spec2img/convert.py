@@ -45,7 +45,7 @@ from .manifest import (AUG_MARK, MANIFEST_FILE, PARTS_DIR, STATUS_OK, PartWriter
                        previous_rows, skipped_status)
 from .progress import progress
 from .rows import SPLITS, ClipRow, LayoutError
-from .workers import OrderedPool, end_with_parent, in_order, pool_context, results_or_split
+from .workers import OrderedPool, end_with_parent, map_in_order, pool_context
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS")
@@ -527,12 +527,7 @@ def run_tasks(tasks: list[tuple], cfg: SpecConfig, images: Path, opts: ConvertOp
         return
     chunksize = max(1, min(8, len(tasks) // (workers * 32)))   # small chunks: no straggler at the end
     with worker_pool(workers, cfg, images, opts.seed, kinds) as pool:
-        def submit(chunk: list[tuple]) -> Callable[[], list]:
-            pending = pool.submit(convert_chunk, chunk)
-            return lambda: results_or_split(pending, chunk, submit, _died)
-        chunks = (tasks[s:s + chunksize] for s in range(0, len(tasks), chunksize))
-        for results in in_order(submit, chunks, 4 * workers):
-            yield from results
+        yield from map_in_order(pool, convert_chunk, tasks, chunksize, 4 * workers, _died)
 
 
 def convert_chunk(chunk: list[tuple], out=None) -> list[tuple[list[dict], int]]:

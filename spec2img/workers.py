@@ -286,3 +286,16 @@ def results_or_split(task: PendingTask, items: list, submit: Callable[[list], Ca
         if len(items) > 1:
             return [result for item in items for result in submit([item])()]
         return [died(items[0], error)]
+
+
+def map_in_order(pool: OrderedPool, fn: Callable[[list, memoryview | None], list], items: list, chunksize: int,
+                 in_flight: int, died: Callable[[Any, WorkerDied], Any]) -> Iterator:
+    """Yield the result of each item, in order: `fn(chunk, out)` runs on chunks of `chunksize` items in the
+    pool, at most `in_flight` chunks ahead, and returns one result per item; an item a worker dies on gives
+    `died(item, error)` (results_or_split)."""
+    def submit(chunk: list) -> Callable[[], list]:
+        task = pool.submit(fn, chunk)
+        return lambda: results_or_split(task, chunk, submit, died)
+    chunks = (items[s:s + chunksize] for s in range(0, len(items), chunksize))
+    for results in in_order(submit, chunks, in_flight):
+        yield from results

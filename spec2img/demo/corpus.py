@@ -18,7 +18,7 @@ import soundfile as sf
 from ..cli import build_parser as build_cli, parse_settings
 from ..fileio import EXIT_WRITE_FAILED, OutputWriteError, atomic_path, output_error, remove_stale_parts, write_atomic
 from ..progress import progress
-from ..workers import OrderedPool, end_with_parent, in_order, pool_context, results_or_split
+from ..workers import OrderedPool, end_with_parent, map_in_order, pool_context
 from .talker import Speaker, make_speaker, synthesize_bonafide
 from .vocoders import SPOOFERS, SYSTEMS, output_stage, warm_up
 
@@ -309,11 +309,7 @@ def generate_corpus(folder: Path, cfg: DemoConfig = DemoConfig(), workers: int =
             written = sum(progress(map(_make_utterance, jobs), len(jobs), desc="synthesizing", unit="utterance"))
     else:
         with OrderedPool(n_workers, pool_context(), _init_worker, (os.getpid(),)) as pool:
-            def submit(chunk: list[tuple]):
-                task = pool.submit(_make_utterances, chunk)
-                return lambda: results_or_split(task, chunk, submit, _worker_died)
-            chunks = (jobs[s:s + 2] for s in range(0, len(jobs), 2))
-            counts = (n for results in in_order(submit, chunks, 4 * n_workers) for n in results)
+            counts = map_in_order(pool, _make_utterances, jobs, 2, 4 * n_workers, _worker_died)
             written = sum(progress(counts, len(jobs), desc="synthesizing", unit="utterance"))
     write_atomic(manifest, text)
     summary.update(written=written, seconds=time.perf_counter() - start)
